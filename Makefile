@@ -1,0 +1,62 @@
+# Everything a fresh machine needs comes from here: `make demo` and `make test` create the virtualenv.
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: all venv demo serve test unit integration lint typecheck bench bench-sim prometheus certs clean image
+
+all: test
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+demo: venv
+	$(BIN)/gpu-autoscaler demo
+
+serve: venv
+	$(BIN)/gpu-autoscaler serve --cluster demo
+
+prometheus:
+	@scripts/install-prometheus.sh
+
+lint: venv
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: venv
+	$(BIN)/mypy
+
+unit: venv
+	$(BIN)/pytest -q -m "not integration"
+
+integration: venv prometheus
+	$(BIN)/pytest -q -m integration
+
+# The README's test command: lint, types, unit and integration tests.
+test: venv prometheus
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+	$(BIN)/pytest -q
+
+bench: venv
+	$(PY) -m bench.run_all
+
+bench-sim: venv
+	$(PY) -m bench.bench_sim
+
+certs: venv
+	$(BIN)/gpu-autoscaler certs --service gpu-autoscaler --namespace gpu-autoscaler --out certs/out
+
+image:
+	docker build -t gpu-autoscaler:dev .
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build *.egg-info

@@ -1,0 +1,141 @@
+"""The cluster view interface.
+
+Objects are plain dicts in the exact JSON shape the Kubernetes API returns (camelCase keys), so a recorded
+`kubectl get -o json` object, a snapshot file and a live watch event all look the same to the core's
+adapters. Two implementations: `SnapshotCluster` (files, the bundled demo) and `KubeCluster` (live API).
+"""
+
+from __future__ import annotations
+
+import abc
+import threading
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any, Literal
+
+Obj = dict[str, Any]
+
+#: Kinds the service reads. VariantAutoscaling is `llmd.ai/v1alpha1`.
+KINDS: tuple[str, ...] = ("Node", "Pod", "Namespace", "ConfigMap", "Deployment", "VariantAutoscaling")
+
+EventType = Literal["ADDED", "MODIFIED", "DELETED"]
+
+
+@dataclass(frozen=True)
+class ClusterEvent:
+    """One change to one object, as a watch reports it."""
+
+    type: EventType
+    kind: str
+    obj: Obj
+
+
+def object_key(obj: Obj) -> tuple[str, str]:
+    """(namespace, name); cluster-scoped objects have namespace ''."""
+    meta = obj.get("metadata") or {}
+    return str(meta.get("namespace") or ""), str(meta.get("name") or "")
+
+
+Listener = Callable[[ClusterEvent], None]
+
+
+class ClusterView(abc.ABC):
+    """Read access to the objects the service needs, change notifications, and a few narrow writes.
+
+    Thread-safe: readers get copies of the index lists (the dicts themselves are shared, treat as read-only).
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.RLock()
+        self._objects: dict[str, dict[tuple[str, str], Obj]] = {k: {} for k in KINDS}
+        self._listeners: list[Listener] = []
+        self._ready = threading.Event()
+        #: bumps on every change; cheap staleness check for caches built from the view
+        self.generation = 0
+
+    # -- lifecycle -----------------------------------------------------------------------------
+    @abc.abstractmethod
+    async def start(self) -> None:
+        """Load the initial state (and start watching, for live clusters). Sets ready when loaded."""
+
+    async def stop(self) -> None:  # noqa: B027 - optional hook
+        """Stop watches; default no-op."""
+
+    @property
+    def ready(self) -> bool:
+        return self._ready.is_set()
+
+    @property
+    def source(self) -> str:
+        """Human description of where the objects come from (logged, shown by `status`)."""
+        return type(self).__name__
+
+    # -- reads ---------------------------------------------------------------------------------
+    def list(self, kind: str, namespace: str | None = None) -> list[Obj]:
+        with self._lock:
+            items = self._objects[kind].values()
+            if namespace is None:
+                return list(items)
+            return [o for o in items if object_key(o)[0] == namespace]
+
+    def get(self, kind: str, name: str, namespace: str = "") -> Obj | None:
+        with self._lock:
+            return self._objects[kind].get((namespace, name))
+
+    def add_listener(self, listener: Listener) -> None:
+        """Called synchronously for each change, after the view is updated. Keep listeners cheap."""
+        with self._lock:
+            self._listeners.append(listener)
+
+    def remove_listener(self, listener: Listener) -> None:
+        with self._lock:
+            if listener in self._listeners:
+                self._listeners.remove(listener)
+
+    # -- writes (narrow, explicit) -------------------------------------------------------------
+    @abc.abstractmethod
+    async def patch(self, kind: str, name: str, namespace: str, patch: Obj) -> Obj:
+        """JSON merge patch (RFC 7386) on an object's metadata/spec/status; returns the new object."""
+
+    # -- helpers for implementations -----------------------------------------------------------
+    def _apply(self, event: ClusterEvent) -> None:
+        if event.kind not in self._objects:
+            return
+        key = object_key(event.obj)
+        with self._lock:
+            if event.type == "DELETED":
+                self._objects[event.kind].pop(key, None)
+            else:
+                self._objects[event.kind][key] = event.obj
+            self.generation += 1
+            listeners = list(self._listeners)
+        for listener in listeners:
+            listener(event)
+
+    def _replace_all(self, kind: str, objs: Iterable[Obj]) -> None:
+        """Resync: emit DELETED for vanished objects and ADDED/MODIFIED for the rest."""
+        fresh = {object_key(o): o for o in objs}
+        with self._lock:
+            old = dict(self._objects[kind])
+        for key, obj in old.items():
+            if key not in fresh:
+                self._apply(ClusterEvent("DELETED", kind, obj))
+        for key, obj in fresh.items():
+            prev = old.get(key)
+            if prev is None:
+                self._apply(ClusterEvent("ADDED", kind, obj))
+            elif prev != obj:
+                self._apply(ClusterEvent("MODIFIED", kind, obj))
+
+
+def merge_patch(target: Any, patch: Any) -> Any:
+    """RFC 7386 JSON merge patch, returning a new value (the input is not modified)."""
+    if not isinstance(patch, dict):
+        return patch
+    result = dict(target) if isinstance(target, dict) else {}
+    for key, value in patch.items():
+        if value is None:
+            result.pop(key, None)
+        else:
+            result[key] = merge_patch(result.get(key), value)
+    return result

@@ -1,0 +1,112 @@
+"""Application factory: one FastAPI app, its lifespan starts the cluster view and every component."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+
+from app import __version__
+from app.cluster.base import ClusterView
+from app.cluster.snapshot import SnapshotCluster
+from app.context import AppContext, Component
+from app.metrics import BUILD_INFO, CLUSTER_READY, CONTENT_TYPE_LATEST, render
+from app.settings import Settings
+
+log = logging.getLogger(__name__)
+
+ComponentFactory = Callable[[Settings], Component]
+
+
+def default_components() -> list[ComponentFactory]:
+    """The capabilities one `serve` process runs, in start order."""
+    factories: list[ComponentFactory] = []
+    # Each capability registers its factory here (imported inside to keep CLI start-up cheap).
+    return factories
+
+
+def build_cluster(settings: Settings) -> ClusterView:
+    """`demo`, `kube`, `auto` (kube when a kubeconfig/in-cluster config exists, else demo) or a snapshot PATH."""
+    choice = settings.cluster
+    if choice == "auto":
+        from app.cluster.kube import kube_config_available
+
+        choice = "kube" if kube_config_available() else "demo"
+    if choice == "demo":
+        return SnapshotCluster()
+    if choice == "kube":
+        from app.cluster.kube import KubeCluster
+
+        return KubeCluster(resync_seconds=settings.kube_resync_seconds)
+    return SnapshotCluster(Path(choice))
+
+
+def create_app(
+    settings: Settings,
+    cluster: ClusterView | None = None,
+    components: Sequence[ComponentFactory] | None = None,
+) -> FastAPI:
+    cluster = cluster or build_cluster(settings)
+    ctx = AppContext(settings=settings, cluster=cluster)
+    for factory in default_components() if components is None else components:
+        comp = factory(settings)
+        ctx.components[comp.name] = comp
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        BUILD_INFO.labels(__version__).set(1)
+        await cluster.start()
+        CLUSTER_READY.set(1 if cluster.ready else 0)
+        started: list[Component] = []
+        try:
+            for comp in ctx.components.values():
+                await comp.start(ctx)
+                started.append(comp)
+            log.info("service started", extra={"components": [c.name for c in started], "cluster": cluster.source})
+            yield
+        finally:
+            for comp in reversed(started):
+                try:
+                    await asyncio.wait_for(comp.stop(), timeout=10)
+                except Exception:  # pragma: no cover - shutdown must go on
+                    log.exception("component stop failed", extra={"component": comp.name})
+            await cluster.stop()
+            CLUSTER_READY.set(0)
+            log.info("service stopped")
+
+    app = FastAPI(title="gpu-autoscaler", version=__version__, lifespan=lifespan)
+    app.state.ctx = ctx
+
+    @app.exception_handler(RequestValidationError)
+    async def _bad_request(request: Request, exc: RequestValidationError) -> JSONResponse:
+        """400 (not FastAPI's 422) naming the first field at fault, as the contract says."""
+        errors = exc.errors()
+        first = errors[0] if errors else {}
+        loc = ".".join(str(p) for p in first.get("loc", ()) if p != "body") or "body"
+        return JSONResponse(status_code=400, content={"error": f"{loc}: {first.get('msg', 'invalid')}"})
+
+    @app.get("/healthz")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/readyz")
+    async def readyz() -> JSONResponse:
+        if cluster.ready:
+            return JSONResponse({"status": "ready", "cluster": cluster.source})
+        return JSONResponse({"status": "not ready", "reason": "cluster view not loaded"}, status_code=503)
+
+    @app.get("/metrics")
+    async def metrics() -> Response:
+        return Response(render(), media_type=CONTENT_TYPE_LATEST)
+
+    for comp in ctx.components.values():
+        router = comp.router()
+        if router is not None:
+            app.include_router(router)
+    return app
