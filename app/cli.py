@@ -17,6 +17,7 @@ from app import __version__
 SUBCOMMAND_MODULES: tuple[str, ...] = (
     "app.commands.serve",
     "app.demo",
+    "extender.replay.cli",
 )
 
 
@@ -48,10 +49,11 @@ def add_server_flags(p: argparse.ArgumentParser) -> None:
 
 
 def settings_overrides(args: argparse.Namespace) -> dict[str, Any]:
-    names = (
-        "host port cluster tls_cert tls_key prometheus_url config log_level namespace autoscaler_interval "
-        "scale_up_stabilization scale_down_stabilization resource_policy"
-    ).split()
+    names = [
+        *("host", "port", "cluster", "tls_cert", "tls_key", "prometheus_url", "config", "log_level"),
+        *("namespace", "autoscaler_interval", "scale_up_stabilization", "scale_down_stabilization"),
+        "resource_policy",
+    ]
     return {n: getattr(args, n, None) for n in names}
 
 

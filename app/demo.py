@@ -1,4 +1,4 @@
-"""`gpu-autoscaler demo`: start the real server on the bundled demo cluster, drive it over HTTP, print decisions.
+"""`gpu-autoscaler demo`: start the real server on the demo cluster, drive it over HTTP, print decisions.
 
 Each capability contributes an *act*: `act(run: DemoRun) -> None`, listed in DEMO_ACTS. An act talks to the
 server only through `run.client` (real HTTP) and may edit the demo cluster through `run.cluster` to play the
@@ -14,6 +14,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -24,7 +25,7 @@ from app.cluster.snapshot import SnapshotCluster, SnapshotError
 from app.settings import Settings
 
 #: "module:function" of each act, in the order the day plays out
-DEMO_ACTS: tuple[str, ...] = ("app.demo:act_cluster",)
+DEMO_ACTS: tuple[str, ...] = ("app.demo:act_cluster", "extender.demo:act")
 
 
 @dataclass
@@ -37,7 +38,9 @@ class DemoRun:
 
 
 def register(sub: Any) -> None:
-    p = sub.add_parser("demo", help="run the service on the demo cluster, replay a scripted day, print decisions")
+    p = sub.add_parser(
+        "demo", help="run the service on the demo cluster, replay a scripted day, print decisions"
+    )
     add_server_flags(p)
     p.set_defaults(func=run)
 
@@ -49,28 +52,63 @@ def _free_port(host: str) -> int:
 
 
 def act_cluster(run: DemoRun) -> None:
-    """What the service sees: nodes, GPUs, running pods."""
+    """What the service sees: nodes, GPUs and their links, running pods, the variants it scales."""
+    import json
+
     from rich.table import Table
 
     run.console.rule("[bold]Demo cluster")
     health = run.client.get("/readyz").json()
     run.console.print(f"server ready: {health}")
-    table = Table("node", "GPU product", "GPUs", "allocatable", "labels of note")
+    pods = run.cluster.list("Pod")
+    table = Table("node", "GPU product", "GPUs used", "interconnect", "MIG slices (allocatable)", "pods")
     for node in run.cluster.list("Node"):
+        name = node["metadata"]["name"]
         labels = node["metadata"].get("labels", {})
         alloc = node.get("status", {}).get("allocatable", {})
-        gpus = {k: v for k, v in alloc.items() if k.startswith("nvidia.com/")}
-        note = ", ".join(f"{k}={v}" for k, v in labels.items() if k.startswith("nvidia.com/mig"))
+        topo = json.loads(
+            node["metadata"].get("annotations", {}).get("gpu-autoscaler.io/topology", "{}") or "{}"
+        )
+        gpus = topo.get("gpus", [])
+        used = (
+            f"{sum(bool(g.get('allocated')) for g in gpus)}/{len(gpus)}"
+            if gpus
+            else labels.get("nvidia.com/gpu.count", "?")
+        )
+        links = {tok for row in topo.get("links", []) for tok in row if tok != "X"}
+        numa = len({g.get("numaNode") for g in gpus})
+        mig = ", ".join(f"{k.removeprefix('nvidia.com/mig-')}={v}" for k, v in alloc.items() if "/mig-" in k)
+        on_node = sorted(p["metadata"]["name"] for p in pods if p.get("spec", {}).get("nodeName") == name)
         table.add_row(
-            node["metadata"]["name"],
+            name,
             labels.get("nvidia.com/gpu.product", "?"),
-            labels.get("nvidia.com/gpu.count", "?"),
-            ", ".join(f"{k.removeprefix('nvidia.com/')}={v}" for k, v in gpus.items()),
-            note[:60],
+            used,
+            f"{'/'.join(sorted(links)) or '?'}, {numa} NUMA",
+            mig or "-",
+            "\n".join(on_node) or "-",
         )
     run.console.print(table)
-    pods = run.cluster.list("Pod")
-    run.console.print(f"{len(pods)} pods running, {len(run.cluster.list('Deployment'))} deployments")
+    variants = Table("variant", "model", "accelerator", "cost", "replicas (ready)")
+    for va in run.cluster.list("VariantAutoscaling"):
+        meta, spec = va["metadata"], va.get("spec", {})
+        target = spec.get("scaleTargetRef", {}).get("name", "")
+        dep = run.cluster.get("Deployment", target, meta.get("namespace", "")) or {}
+        st = dep.get("status", {})
+        variants.add_row(
+            f"{meta.get('namespace')}/{meta['name']}",
+            spec.get("modelID", "?"),
+            meta.get("labels", {}).get("inference.optimization/acceleratorName", "?"),
+            spec.get("variantCost", "10.0"),
+            f"{st.get('replicas', dep.get('spec', {}).get('replicas', '?'))} ({st.get('readyReplicas', 0)})",
+        )
+    run.console.print(variants)
+    metrics = run.client.get("/metrics").text
+    ours = sorted(
+        {line.split("{")[0].split(" ")[0] for line in metrics.splitlines() if line and line[0] != "#"}
+    )
+    run.console.print(
+        f"{len(pods)} pods running; /metrics exports {len(ours)} series families: {', '.join(ours)}"
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -86,7 +124,7 @@ def run(args: argparse.Namespace) -> int:
         args.port = _free_port(args.host or "127.0.0.1")
     settings = prepare(args)
     setup_logging("WARNING" if settings.log_level == "INFO" else settings.log_level)
-    cluster = SnapshotCluster() if settings.cluster == "demo" else SnapshotCluster(__import__("pathlib").Path(settings.cluster))
+    cluster = SnapshotCluster() if settings.cluster == "demo" else SnapshotCluster(Path(settings.cluster))
     try:
         cluster.load()
     except SnapshotError as exc:

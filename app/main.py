@@ -28,11 +28,14 @@ def default_components() -> list[ComponentFactory]:
     """The capabilities one `serve` process runs, in start order."""
     factories: list[ComponentFactory] = []
     # Each capability registers its factory here (imported inside to keep CLI start-up cheap).
+    from extender.component import ExtenderComponent
+
+    factories.append(ExtenderComponent)
     return factories
 
 
 def build_cluster(settings: Settings) -> ClusterView:
-    """`demo`, `kube`, `auto` (kube when a kubeconfig/in-cluster config exists, else demo) or a snapshot PATH."""
+    """`demo`, `kube`, `auto` (kube when a kubeconfig or in-cluster config exists, else demo) or a PATH."""
     choice = settings.cluster
     if choice == "auto":
         from app.cluster.kube import kube_config_available
@@ -62,13 +65,14 @@ def create_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         BUILD_INFO.labels(__version__).set(1)
         await cluster.start()
-        CLUSTER_READY.set(1 if cluster.ready else 0)
+        CLUSTER_READY.set_function(lambda: 1.0 if cluster.ready else 0.0)  # live: kube may sync later
         started: list[Component] = []
         try:
             for comp in ctx.components.values():
                 await comp.start(ctx)
                 started.append(comp)
-            log.info("service started", extra={"components": [c.name for c in started], "cluster": cluster.source})
+            names = [c.name for c in started]
+            log.info("service started", extra={"components": names, "cluster": cluster.source})
             yield
         finally:
             for comp in reversed(started):
@@ -77,7 +81,7 @@ def create_app(
                 except Exception:  # pragma: no cover - shutdown must go on
                     log.exception("component stop failed", extra={"component": comp.name})
             await cluster.stop()
-            CLUSTER_READY.set(0)
+            CLUSTER_READY.set_function(lambda: 0.0)
             log.info("service stopped")
 
     app = FastAPI(title="gpu-autoscaler", version=__version__, lifespan=lifespan)

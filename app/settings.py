@@ -126,9 +126,11 @@ def load_settings(overrides: dict[str, Any] | None = None) -> Settings:
         return Settings(**given)
     except ValidationError as exc:
         err = exc.errors()[0]
-        loc = ".".join(str(p) for p in err.get("loc", ())) or "settings"
+        loc = ".".join(str(p) for p in err.get("loc", ()))
+        msg = str(err.get("msg", "invalid")).removeprefix("Value error, ")
         value = err.get("input")
         shown = f" (got {value!r})" if not isinstance(value, dict) else ""
-        raise SettingsError(f"invalid setting {loc}: {err.get('msg')}{shown}") from exc
+        where = f"invalid setting {loc}" if loc else "invalid settings"
+        raise SettingsError(f"{where}: {msg}{shown}") from exc
     finally:
         _YAML_DATA.pop("data", None)

@@ -38,10 +38,13 @@ def _documents(path: Path) -> list[Any]:
         return [d for d in yaml.safe_load_all(text) if d is not None]
     except (json.JSONDecodeError, yaml.YAMLError) as exc:
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise SnapshotError(f"{path}: not valid {path.suffix.lstrip('.').upper() or 'YAML'}: {first}") from exc
+        raise SnapshotError(
+            f"{path}: not valid {path.suffix.lstrip('.').upper() or 'YAML'}: {first}"
+        ) from exc
 
 
-def _flatten(doc: Any, where: str) -> list[Obj]:
+def _flatten(doc: Any, where: str) -> list[tuple[Obj, str]]:
+    """The objects of one document (a `…List` is unpacked), each with where it came from."""
     if not isinstance(doc, dict):
         raise SnapshotError(f"{where}: expected a Kubernetes object (mapping), got {type(doc).__name__}")
     kind = doc.get("kind")
@@ -49,11 +52,11 @@ def _flatten(doc: Any, where: str) -> list[Obj]:
         items = doc.get("items")
         if not isinstance(items, list):
             raise SnapshotError(f"{where}: {kind} has no 'items' list")
-        out: list[Obj] = []
+        out: list[tuple[Obj, str]] = []
         for i, item in enumerate(items):
             out.extend(_flatten(item, f"{where} items[{i}]"))
         return out
-    return [doc]
+    return [(doc, where)]
 
 
 def _check(obj: Obj, where: str) -> None:
@@ -86,15 +89,17 @@ def load_snapshot(path: Path) -> list[Obj]:
     if not path.exists():
         raise SnapshotError(f"{path}: no such file or folder")
     files = (
-        sorted(p for p in path.iterdir() if p.suffix in {".yaml", ".yml", ".json"}) if path.is_dir() else [path]
+        sorted(p for p in path.iterdir() if p.suffix in {".yaml", ".yml", ".json"})
+        if path.is_dir()
+        else [path]
     )
     if not files:
         raise SnapshotError(f"{path}: folder holds no .yaml, .yml or .json file")
     objs: list[Obj] = []
     for file in files:
         for d, doc in enumerate(_documents(file)):
-            for obj in _flatten(doc, f"{file.name} document {d}"):
-                _check(obj, f"{file.name} document {d}")
+            for obj, where in _flatten(doc, f"{file.name} document {d}"):
+                _check(obj, where)
                 if obj["kind"] in KINDS:
                     objs.append(obj)
                 else:
@@ -133,7 +138,10 @@ class SnapshotCluster(ClusterView):
         """Add or replace an object (demo and tests use this to play a cluster)."""
         _check(obj, "upsert")
         kind = obj["kind"]
-        key = (obj["metadata"].get("namespace", "") if kind not in CLUSTER_SCOPED else "", obj["metadata"]["name"])
+        key = (
+            obj["metadata"].get("namespace", "") if kind not in CLUSTER_SCOPED else "",
+            obj["metadata"]["name"],
+        )
         exists = self.get(kind, key[1], key[0]) is not None
         self._apply(ClusterEvent("MODIFIED" if exists else "ADDED", kind, obj))
 

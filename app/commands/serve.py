@@ -6,6 +6,7 @@ import argparse
 from typing import Any
 
 from app.cli import CliError, add_server_flags, settings_overrides
+from app.cluster.base import ClusterView
 from app.cluster.snapshot import SnapshotCluster, SnapshotError
 from app.settings import Settings, SettingsError, load_settings
 
@@ -24,6 +25,21 @@ def prepare(args: argparse.Namespace) -> Settings:
         raise CliError(str(exc)) from exc
 
 
+def check_cluster(cluster: ClusterView) -> None:
+    """Read the snapshot / kube config now, so a bad source exits 2 with one line instead of a traceback."""
+    from app.cluster.kube import KubeCluster, KubeConfigError
+
+    try:
+        if isinstance(cluster, SnapshotCluster):
+            cluster.load()
+        elif isinstance(cluster, KubeCluster):
+            cluster.connect()
+    except SnapshotError as exc:
+        raise CliError(f"cluster snapshot: {exc}") from exc
+    except KubeConfigError as exc:
+        raise CliError(f"cluster kube: {exc}") from exc
+
+
 def run(args: argparse.Namespace) -> int:
     import uvicorn
 
@@ -33,11 +49,7 @@ def run(args: argparse.Namespace) -> int:
     settings = prepare(args)
     setup_logging(settings.log_level)
     cluster = build_cluster(settings)
-    if isinstance(cluster, SnapshotCluster):
-        try:
-            cluster.load()
-        except SnapshotError as exc:
-            raise CliError(f"cluster snapshot: {exc}") from exc
+    check_cluster(cluster)
     app = create_app(settings, cluster=cluster)
     ssl: dict[str, Any] = {}
     if settings.tls_cert and settings.tls_key:

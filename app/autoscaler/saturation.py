@@ -1,0 +1,269 @@
+"""The saturation engine (pure): per model, across its variants, decide which variant moves by ±1.
+
+Rules (WVA saturation analyzer V1, with the issue's safety additions):
+- a replica is *saturated* when kv >= kvCacheThreshold or queue >= queueLengthThreshold;
+- spare KV / spare queue are averaged over the *non-saturated* replicas of all variants of the model
+  (0 when every replica is saturated);
+- scale up when spareKv < kvSpareTrigger or spareQ < queueSpareTrigger: the cheapest variant below its max
+  gets +1 (ties: alphabetically first name);
+- scale down when at least 2 replicas are non-saturated, none is saturated, and the load of one removed
+  replica spread over the rest keeps both spares >= their triggers: the most expensive variant above its min
+  gets -1 (ties: alphabetically last name);
+- at most one variant changes, by one replica, per model and cycle; scale-up wins;
+- never act on unknown data (a ready replica without a fresh sample) and hold while replicas are starting.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from enum import Enum
+
+from app.autoscaler.config import CapacityConfig, CapacityConfigSet
+
+
+class Action(str, Enum):
+    SCALE_UP = "scale_up"
+    SCALE_DOWN = "scale_down"
+    NONE = "none"
+    HOLD = "hold"
+
+
+class ReplicaState(str, Enum):
+    SATURATED = "saturated"
+    OK = "ok"
+    UNKNOWN = "unknown"
+    STARTING = "starting"
+
+
+@dataclass(frozen=True)
+class ReplicaMetrics:
+    """1-min peaks of one replica's vLLM gauges, and how old its newest sample is."""
+
+    kv: float | None
+    queue: float | None
+    running: float | None = None
+    #: seconds since the newest scraped sample; None = no sample at all
+    age_s: float | None = 0.0
+
+
+@dataclass(frozen=True)
+class Replica:
+    pod: str
+    ready: bool
+    metrics: ReplicaMetrics | None = None
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One VariantAutoscaling: a Deployment of a model on one accelerator, at a cost."""
+
+    name: str
+    namespace: str
+    model_id: str
+    accelerator: str
+    cost: float
+    #: Deployment status.replicas (else spec.replicas)
+    current: int
+    #: Deployment status.readyReplicas
+    ready: int
+    replicas: tuple[Replica, ...] = ()
+    min_replicas: int = 1
+    max_replicas: int | None = None
+
+    @property
+    def pending(self) -> int:
+        """Replicas the Deployment wants that are not ready yet."""
+        return max(0, self.current - self.ready)
+
+
+@dataclass(frozen=True)
+class ModelAnalysis:
+    """The model-level numbers every decision of the model is based on."""
+
+    replicas: int
+    saturated: int
+    non_saturated: int
+    spare_kv: float
+    spare_queue: float
+    should_scale_up: bool
+    scale_down_safe: bool
+
+
+@dataclass(frozen=True)
+class Decision:
+    """What one variant should have, and why (logged, exported, shown by the demo)."""
+
+    variant: Variant
+    desired: int
+    action: Action
+    reasons: tuple[str, ...]
+    analysis: ModelAnalysis | None = None
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return self.variant.namespace, self.variant.name
+
+
+@dataclass(frozen=True)
+class EngineParams:
+    """Engine knobs that are not per-model thresholds."""
+
+    #: a replica whose newest sample is older than this is unknown
+    stale_after_s: float = 90.0
+
+
+@dataclass
+class _Model:
+    namespace: str
+    model_id: str
+    variants: list[Variant] = field(default_factory=list)
+
+
+def classify(replica: Replica, cfg: CapacityConfig, params: EngineParams) -> ReplicaState:
+    """Saturated / ok / unknown (no fresh kv *and* queue sample) / starting (not ready)."""
+    if not replica.ready:
+        return ReplicaState.STARTING
+    m = replica.metrics
+    if m is None or m.kv is None or m.queue is None or m.age_s is None or m.age_s > params.stale_after_s:
+        return ReplicaState.UNKNOWN
+    if m.kv >= cfg.kv_cache_threshold or m.queue >= cfg.queue_length_threshold:
+        return ReplicaState.SATURATED
+    return ReplicaState.OK
+
+
+def analyze(samples: Sequence[ReplicaMetrics], cfg: CapacityConfig) -> ModelAnalysis:
+    """Spare capacity and the up/down conditions over known, ready replicas (the WVA formulas)."""
+    t_kv, t_q = cfg.kv_cache_threshold, cfg.queue_length_threshold
+    ns_kv = 0.0
+    ns_q = 0.0
+    n = 0
+    saturated = 0
+    for m in samples:
+        kv = m.kv or 0.0
+        q = m.queue or 0.0
+        if kv >= t_kv or q >= t_q:
+            saturated += 1
+            continue
+        n += 1
+        ns_kv += t_kv - kv
+        ns_q += t_q - q
+    spare_kv = ns_kv / n if n else 0.0
+    spare_q = ns_q / n if n else 0.0
+    up = spare_kv < cfg.kv_spare_trigger or spare_q < cfg.queue_spare_trigger
+    down = False
+    if n >= 2 and saturated == 0:
+        scale = n / (n - 1)
+        kv_after = t_kv - (t_kv - spare_kv) * scale
+        q_after = t_q - (t_q - spare_q) * scale
+        down = kv_after >= cfg.kv_spare_trigger and q_after >= cfg.queue_spare_trigger
+    return ModelAnalysis(
+        replicas=len(samples),
+        saturated=saturated,
+        non_saturated=n,
+        spare_kv=spare_kv,
+        spare_queue=spare_q,
+        should_scale_up=up,
+        scale_down_safe=down and not up,
+    )
+
+
+def _clamp(v: Variant, desired: int) -> tuple[int, str | None]:
+    lo = max(0, v.min_replicas)
+    hi = v.max_replicas
+    if desired < lo:
+        return lo, f"raised to minReplicas {lo}"
+    if hi is not None and desired > hi:
+        return hi, f"lowered to maxReplicas {hi}"
+    return desired, None
+
+
+def _finish(v: Variant, desired: int, action: Action, reasons: list[str], a: ModelAnalysis | None) -> Decision:
+    clamped, why = _clamp(v, desired)
+    if why is not None:
+        reasons = [*reasons, why]
+        if clamped != v.current:
+            action = Action.SCALE_UP if clamped > v.current else Action.SCALE_DOWN
+        elif action in (Action.SCALE_UP, Action.SCALE_DOWN):
+            action = Action.NONE
+    return Decision(variant=v, desired=clamped, action=action, reasons=tuple(reasons), analysis=a)
+
+
+def decide_model(variants: Sequence[Variant], cfg: CapacityConfig, params: EngineParams) -> list[Decision]:
+    """Decisions for every variant of one model (same model_id, same namespace)."""
+    ordered = sorted(variants, key=lambda v: v.name)
+    # 1. hold while replicas are starting (pending, pods not matching the count, or a pod not ready)
+    starting = []
+    for v in ordered:
+        not_ready = sum(1 for r in v.replicas if not r.ready)
+        if v.pending or not_ready or len(v.replicas) != v.current:
+            starting.append(f"{v.name} starting (ready {v.ready}/{v.current}, pods {len(v.replicas)})")
+    if starting:
+        return [_finish(v, v.current, Action.HOLD, ["hold: " + "; ".join(starting)], None) for v in ordered]
+    # 2. never act on unknown data
+    samples: list[ReplicaMetrics] = []
+    unknown: list[str] = []
+    for v in ordered:
+        for r in v.replicas:
+            if classify(r, cfg, params) is ReplicaState.UNKNOWN:
+                unknown.append(r.pod)
+            elif r.metrics is not None:
+                samples.append(r.metrics)
+    if unknown:
+        shown = ", ".join(unknown[:3]) + (f" and {len(unknown) - 3} more" if len(unknown) > 3 else "")
+        reason = f"hold: no fresh metrics for {shown}"
+        return [_finish(v, v.current, Action.HOLD, [reason], None) for v in ordered]
+    if not samples:
+        return [_finish(v, v.current, Action.HOLD, ["hold: model has no running replica"], None) for v in ordered]
+    # 3. analysis over all replicas of the model
+    a = analyze(samples, cfg)
+    facts = (
+        f"spareKv={a.spare_kv:.3f} (trigger {cfg.kv_spare_trigger:g}), spareQ={a.spare_queue:.2f} "
+        f"(trigger {cfg.queue_spare_trigger:g}), saturated {a.saturated}/{a.replicas}"
+    )
+    chosen: Variant | None = None
+    action = Action.NONE
+    why = f"within band: {facts}"
+    if a.should_scale_up:
+        ups = [v for v in ordered if v.pending == 0 and (v.max_replicas is None or v.current < v.max_replicas)]
+        if ups:
+            chosen = min(ups, key=lambda v: (v.cost, v.name))
+            action = Action.SCALE_UP
+            why = f"scale up cheapest variant {chosen.name} (cost {chosen.cost:g}): {facts}"
+        else:
+            why = f"scale-up needed but every variant is at maxReplicas: {facts}"
+    elif a.scale_down_safe:
+        downs = [v for v in ordered if v.current > max(v.min_replicas, 0)]
+        if downs:
+            chosen = max(downs, key=lambda v: (v.cost, v.name))
+            action = Action.SCALE_DOWN
+            why = f"scale down most expensive variant {chosen.name} (cost {chosen.cost:g}): {facts}"
+        else:
+            why = f"scale-down safe but every variant is at minReplicas: {facts}"
+    out: list[Decision] = []
+    for v in ordered:
+        if chosen is not None and v.name == chosen.name:
+            step = 1 if action is Action.SCALE_UP else -1
+            out.append(_finish(v, v.current + step, action, [why], a))
+        else:
+            out.append(_finish(v, v.current, Action.NONE, [why], a))
+    return out
+
+
+def group_models(variants: Iterable[Variant]) -> dict[tuple[str, str], list[Variant]]:
+    """(namespace, model_id) -> its variants: same modelID in a namespace is one model."""
+    models: dict[tuple[str, str], list[Variant]] = {}
+    for v in variants:
+        models.setdefault((v.namespace, v.model_id), []).append(v)
+    return models
+
+
+def decide(
+    variants: Iterable[Variant], configs: CapacityConfigSet, params: EngineParams | None = None
+) -> list[Decision]:
+    """Decisions for every variant of every model, each model with its own (merged) config."""
+    params = params or EngineParams()
+    out: list[Decision] = []
+    for (ns, model_id), group in group_models(variants).items():
+        out.extend(decide_model(group, configs.for_model(model_id, ns), params))
+    return out

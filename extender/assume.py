@@ -1,0 +1,64 @@
+"""Assume cache: GPUs we chose for pods the API has not yet shown bound.
+
+kube-scheduler binds asynchronously; until the pod comes back from the watch with `spec.nodeName`, the next
+pod must not be offered the same GPUs. An entry is placed in the ClusterState when added, released when the
+real pod shows up (reconcile: the bound pod takes over the same GPUs) or when its TTL runs out (the scheduler
+chose another node, or gave up). Pure bookkeeping: the caller does place/release.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from extender.inventory import PodAsk
+from extender.state import PodRequest
+
+
+@dataclass
+class Assumed:
+    key: str
+    node: str
+    ask: PodAsk
+    req: PodRequest  # what was actually placed (may differ from ask.req only when the view lagged)
+    gpus: list[int]
+    expires: float
+    extra: dict[str, object] = field(default_factory=dict)
+
+
+class AssumeCache:
+    def __init__(self, ttl_seconds: float = 30.0, clock: Callable[[], float] = time.monotonic) -> None:
+        self.ttl = ttl_seconds
+        self.clock = clock
+        self._entries: dict[str, Assumed] = {}
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def __contains__(self, key: str) -> bool:
+        return key in self._entries
+
+    def get(self, key: str) -> Assumed | None:
+        return self._entries.get(key)
+
+    def add(self, key: str, node: str, ask: PodAsk, req: PodRequest, gpus: list[int]) -> Assumed:
+        entry = Assumed(key, node, ask, req, list(gpus), self.clock() + self.ttl)
+        self._entries[key] = entry
+        return entry
+
+    def pop(self, key: str) -> Assumed | None:
+        return self._entries.pop(key, None)
+
+    def pop_expired(self) -> list[Assumed]:
+        now = self.clock()
+        gone = [e for e in self._entries.values() if e.expires <= now]
+        for e in gone:
+            del self._entries[e.key]
+        return gone
+
+    def on_node(self, node: str) -> list[Assumed]:
+        return [e for e in self._entries.values() if e.node == node]
+
+    def keys(self) -> list[str]:
+        return list(self._entries)

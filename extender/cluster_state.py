@@ -1,0 +1,368 @@
+"""Adapter: ClusterView objects/events -> GpuClusterState place/release + TopologyIndex + assume cache.
+
+Free GPUs on a node = allocatable - GPUs of pods bound there - GPUs we assumed for pods not yet bound - GPUs
+the node agent marks `allocated` that no known pod explains (only read when the Node object changes).
+Which GPU a bound pod holds is not in the Pod object: we keep the GPUs we chose for it (assume cache), else
+take the agent's `allocated` GPUs, else the core's own choice.
+
+Thread-safe (one RLock): live-cluster watch threads call `on_event`, request handlers call the rest.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from app.cluster.base import ClusterEvent, ClusterView
+from extender.assume import AssumeCache, Assumed
+from extender.core import ScoringConfig, choose_gpus
+from extender.gang import GroupStatus
+from extender.inventory import InventoryError, NodeInfo, PodAsk, parse_node, parse_pod
+from extender.nodestate import GpuClusterState
+from extender.state import GPU_MILLI, IntArray, PodRequest
+from extender.topology import TopologyIndex
+
+log = logging.getLogger(__name__)
+
+TERMINAL_PHASES = ("Succeeded", "Failed")
+_PHANTOM = PodRequest(gpu_count=1, gpu_milli=GPU_MILLI)
+
+
+@dataclass
+class Bound:
+    key: str
+    node: str
+    ask: PodAsk
+    req: PodRequest  # what is placed (fewer GPUs than asked only if the node was over-committed)
+    gpus: list[int]
+    placed: bool = False
+
+
+def pod_key(obj: dict[str, Any]) -> str:
+    meta = obj.get("metadata") or {}
+    return str(meta.get("uid") or f"{meta.get('namespace') or 'default'}/{meta.get('name')}")
+
+
+class NodeStateAdapter:
+    """The extender's live node state (nodeCacheCapable mode, and full-Nodes mode via `ensure_nodes`)."""
+
+    def __init__(
+        self,
+        config: ScoringConfig | None = None,
+        assume_ttl_seconds: float = 30.0,
+        clock: Callable[[], float] | None = None,
+    ) -> None:
+        import threading
+        import time
+
+        self.config = config or ScoringConfig()
+        self.state = GpuClusterState()
+        self.topo = TopologyIndex()
+        self.infos: dict[str, NodeInfo] = {}
+        self._parsed: dict[tuple[str, str], NodeInfo] = {}
+        self.bound: dict[str, Bound] = {}
+        self.node_pods: dict[str, set[str]] = {}
+        self.phantoms: dict[str, list[int]] = {}
+        #: (namespace, group) -> {pod key: bound?}
+        self.groups: dict[tuple[str, str], dict[str, bool]] = {}
+        self.assume = AssumeCache(assume_ttl_seconds, clock or time.monotonic)
+        self.lock = threading.RLock()
+        self.view: ClusterView | None = None
+
+    # -- wiring ---------------------------------------------------------------------------------------
+    def attach(self, view: ClusterView) -> None:
+        """Load every Node and Pod of the view and follow its changes."""
+        with self.lock:
+            self.view = view
+            for pod in view.list("Pod"):  # pods first: each node then places its pods in one rebuild
+                self.upsert_pod(pod)
+            for node in view.list("Node"):
+                self.upsert_node(node)
+        view.add_listener(self.on_event)
+
+    def detach(self) -> None:
+        if self.view is not None:
+            self.view.remove_listener(self.on_event)
+            self.view = None
+
+    def on_event(self, event: ClusterEvent) -> None:
+        try:
+            with self.lock:
+                if event.kind == "Node":
+                    if event.type == "DELETED":
+                        self.remove_node(str((event.obj.get("metadata") or {}).get("name")))
+                    else:
+                        self.upsert_node(event.obj)
+                elif event.kind == "Pod":
+                    if event.type == "DELETED":
+                        self.remove_pod(event.obj)
+                    else:
+                        self.upsert_pod(event.obj)
+        except Exception:  # a bad object must not break the watch
+            log.exception(
+                "extender: cannot apply cluster event", extra={"kind": event.kind, "type": event.type}
+            )
+
+    # -- nodes ----------------------------------------------------------------------------------------
+    def parse_cached(self, obj: dict[str, Any]) -> NodeInfo:
+        meta = obj.get("metadata") or {}
+        key = (str(meta.get("name")), str(meta.get("resourceVersion") or ""))
+        info = self._parsed.get(key) if key[1] else None
+        if info is None:
+            info = parse_node(obj)
+            if key[1]:
+                if len(self._parsed) > 50_000:
+                    self._parsed.clear()
+                self._parsed[key] = info
+        return info
+
+    def upsert_node(self, obj: dict[str, Any]) -> int:
+        return self.upsert_node_info(self.parse_cached(obj))
+
+    def upsert_node_info(self, info: NodeInfo) -> int:
+        with self.lock:
+            old = self.infos.get(info.name)
+            row = self.state.index.get(info.name)
+            if old is not None and row is not None and old == info and self.state.alive[row]:
+                return row
+            self.infos[info.name] = info
+            return self._rebuild(info.name)
+
+    def remove_node(self, name: str) -> None:
+        with self.lock:
+            self.infos.pop(name, None)
+            self.state.remove_node(name)
+            row = self.state.index.get(name)
+            if row is not None:
+                self.topo.set_node(row, None)
+            for b in (self.bound.get(k) for k in self.node_pods.get(name, ())):
+                if b is not None:
+                    b.placed = False
+
+    def ensure_nodes(self, items: Iterable[dict[str, Any]]) -> tuple[list[int], list[str], dict[str, str]]:
+        """Full-Nodes mode: make the state match the request's Node objects (cached by resourceVersion).
+        Returns rows, names (same order) and names that could not be read -> reason."""
+        rows: list[int] = []
+        names: list[str] = []
+        bad: dict[str, str] = {}
+        with self.lock:
+            for obj in items:
+                name = str(((obj or {}).get("metadata") or {}).get("name") or "")
+                try:
+                    info = self.parse_cached(obj)
+                except InventoryError as exc:
+                    bad[name] = f"cannot read node: {exc}"
+                    continue
+                old = self.infos.get(info.name)
+                row = self.state.index.get(info.name)
+                if old is None or row is None or old.resource_version != info.resource_version or old != info:
+                    row = self.upsert_node_info(info)
+                rows.append(row)
+                names.append(info.name)
+        return rows, names, bad
+
+    def _rebuild(self, name: str) -> int:
+        """Reset a node's row from its NodeInfo and re-place its pods, assumptions and agent-held GPUs."""
+        info = self.infos[name]
+        st = self.state
+        row = st.add_gpu_node(info.capacity, info.gpu_memory_mib, info.mig)
+        self.topo.set_node(row, info.links)
+        agent_cols = [c for c, p in enumerate(info.gpu_phys) if p in info.allocated]
+        for key in sorted(self.node_pods.get(name, ())):
+            b = self.bound.get(key)
+            if b is not None:
+                self._place(row, b, prefer=agent_cols)
+        for entry in self.assume.on_node(name):
+            self._place_assumed(row, entry)
+        phantom = [c for c in agent_cols if st.gpu_left[row, c] == GPU_MILLI]
+        for c in phantom:
+            st.place(row, _PHANTOM, [c])
+        self.phantoms[name] = phantom
+        return row
+
+    # -- placing ----------------------------------------------------------------------------------------
+    def _fit_gpus(
+        self, row: int, ask: PodAsk, remembered: list[int], prefer: list[int]
+    ) -> tuple[PodRequest, list[int]]:
+        """GPUs for a pod the API says is on this node (fewer than asked only if over-committed)."""
+        st, req = self.state, ask.req
+        if not req.wants_gpu:
+            return req, []
+        left = st.gpu_left[row]
+        n = int(st.gpu_count[row])
+        if len(remembered) == req.gpu_count and all(g < n and left[g] >= req.gpu_milli for g in remembered):
+            return req, list(remembered)
+        if req.gpu_milli >= GPU_MILLI:
+            pref = [c for c in prefer if c < n and left[c] == GPU_MILLI][: req.gpu_count]
+            if pref:  # the agent's `allocated` GPUs first, then the first free ones
+                rest = [c for c in range(n) if left[c] == GPU_MILLI and c not in pref]
+                pick = (pref + rest)[: req.gpu_count]
+                if len(pick) == req.gpu_count:
+                    return req, pick
+        try:
+            return req, choose_gpus(st, row, ask, self.config, self.topo)
+        except ValueError:
+            free = [g for g in range(n) if left[g] >= req.gpu_milli][: req.gpu_count]
+            log.warning(
+                "extender: node over-committed, pod placed on fewer GPUs than asked",
+                extra={"node": st.names[row], "pod": ask.key, "asked": req.gpu_count, "got": len(free)},
+            )
+            part = PodRequest(req.cpu_milli, req.memory_mib, len(free), req.gpu_milli if free else 0)
+            return part, free
+
+    def _take_phantoms(self, row: int, b: Bound) -> list[int]:
+        """A newly bound pod explains GPUs the agent marked allocated: hand those over to it."""
+        ph = self.phantoms.get(b.node)
+        req = b.ask.req
+        if not ph or b.gpus or req.gpu_milli < GPU_MILLI:
+            return []
+        take = ph[: req.gpu_count]
+        del ph[: len(take)]
+        for c in take:
+            self.state.release(row, _PHANTOM, [c])
+        return take
+
+    def _place(self, row: int, b: Bound, prefer: list[int] | None = None) -> None:
+        prefer = prefer if prefer is not None else self._take_phantoms(row, b)
+        b.req, b.gpus = self._fit_gpus(row, b.ask, b.gpus, prefer)
+        self.state.place(row, b.req, b.gpus)
+        self.state.place_mig(row, b.ask.mig)
+        b.placed = True
+
+    def _place_assumed(self, row: int, e: Assumed) -> None:
+        e.req, e.gpus = self._fit_gpus(row, e.ask, e.gpus, [])
+        self.state.place(row, e.req, e.gpus)
+        self.state.place_mig(row, e.ask.mig)
+
+    def _release(self, row: int, req: PodRequest, gpus: list[int], mig: tuple[tuple[str, int], ...]) -> None:
+        self.state.release(row, req, gpus)
+        self.state.release_mig(row, mig)
+
+    # -- pods -----------------------------------------------------------------------------------------
+    def upsert_pod(self, obj: dict[str, Any]) -> None:
+        key = pod_key(obj)
+        spec = obj.get("spec") or {}
+        node = spec.get("nodeName")
+        phase = (obj.get("status") or {}).get("phase")
+        try:
+            ask = parse_pod(obj)
+        except InventoryError as exc:
+            log.warning("extender: ignoring unreadable pod", extra={"pod": key, "error": str(exc)})
+            return
+        with self.lock:
+            if ask.group:
+                self.groups.setdefault((ask.namespace, ask.group), {})[key] = bool(node)
+            active = bool(node) and phase not in TERMINAL_PHASES
+            prev = self.bound.get(key)
+            if prev is not None and (not active or prev.node != node):
+                self._unbind(key)
+                prev = None
+            if not active:
+                if phase in TERMINAL_PHASES:
+                    self._forget_group(ask, key)
+                return
+            if prev is not None:
+                return  # already accounted (spec of a bound pod does not change its resources)
+            remembered: list[int] = []
+            entry = self.assume.pop(key)
+            if entry is not None:
+                erow = self.state.index.get(entry.node)
+                if erow is not None and self.state.alive[erow]:
+                    self._release(erow, entry.req, entry.gpus, entry.ask.mig)
+                if entry.node == node:
+                    remembered = entry.gpus
+            b = Bound(key, str(node), ask, ask.req, remembered)
+            self.bound[key] = b
+            self.node_pods.setdefault(str(node), set()).add(key)
+            row = self.state.index.get(str(node))
+            if row is not None and self.state.alive[row]:
+                self._place(row, b)
+
+    def remove_pod(self, obj: dict[str, Any]) -> None:
+        key = pod_key(obj)
+        with self.lock:
+            self._unbind(key)
+            self.forget_assumed(key)
+            with contextlib.suppress(InventoryError):
+                self._forget_group(parse_pod(obj), key)
+
+    def _forget_group(self, ask: PodAsk, key: str) -> None:
+        members = self.groups.get((ask.namespace, ask.group))
+        if members is not None:
+            members.pop(key, None)
+            if not members:
+                del self.groups[(ask.namespace, ask.group)]
+
+    def _unbind(self, key: str) -> None:
+        b = self.bound.pop(key, None)
+        if b is None:
+            return
+        self.node_pods.get(b.node, set()).discard(key)
+        row = self.state.index.get(b.node)
+        if b.placed and row is not None and self.state.alive[row]:
+            self._release(row, b.req, b.gpus, b.ask.mig)
+
+    # -- assume cache -----------------------------------------------------------------------------------
+    def assume_pod(self, ask: PodAsk, row: int) -> list[int]:
+        """Hold GPUs on `row` for a pod we just steered there; returns the GPU columns held."""
+        with self.lock:
+            self.forget_assumed(ask.key)
+            if ask.key in self.bound:
+                return self.bound[ask.key].gpus
+            gpus = choose_gpus(self.state, row, ask, self.config, self.topo)
+            entry = self.assume.add(ask.key, self.state.names[row], ask, ask.req, gpus)
+            self.state.place(row, entry.req, entry.gpus)
+            self.state.place_mig(row, ask.mig)
+            return gpus
+
+    def forget_assumed(self, key: str) -> None:
+        with self.lock:
+            entry = self.assume.pop(key)
+            if entry is not None:
+                row = self.state.index.get(entry.node)
+                if row is not None and self.state.alive[row]:
+                    self._release(row, entry.req, entry.gpus, entry.ask.mig)
+
+    def expire(self) -> int:
+        with self.lock:
+            gone = self.assume.pop_expired()
+            for e in gone:
+                row = self.state.index.get(e.node)
+                if row is not None and self.state.alive[row]:
+                    self._release(row, e.req, e.gpus, e.ask.mig)
+                log.info("extender: assumed placement expired", extra={"pod": e.key, "node": e.node})
+            return len(gone)
+
+    # -- queries -----------------------------------------------------------------------------------------
+    def rows_for(self, names: Iterable[str]) -> tuple[IntArray, list[str], list[str]]:
+        """Rows of the known names (input order kept) and the names we do not know."""
+        index = self.state.index
+        rows: list[int] = []
+        known: list[str] = []
+        unknown: list[str] = []
+        for name in names:
+            r = index.get(name)
+            if r is None:
+                unknown.append(name)
+            else:
+                rows.append(r)
+                known.append(name)
+        return np.asarray(rows, dtype=np.int64), known, unknown
+
+    def group_status(self, ask: PodAsk) -> GroupStatus:
+        members = dict(self.groups.get((ask.namespace, ask.group), {}))
+        members.setdefault(ask.key, False)
+        placed = sum(1 for k, is_bound in members.items() if k != ask.key and (is_bound or k in self.assume))
+        return GroupStatus(members=len(members), placed=placed)
+
+    def gpu_phys(self, row: int, cols: list[int]) -> list[int]:
+        """State columns -> the node's physical GPU indices (MIG GPUs are not columns)."""
+        info = self.infos.get(self.state.names[row])
+        if info is None:
+            return cols
+        return [info.gpu_phys[c] if c < len(info.gpu_phys) else c for c in cols]

@@ -1,0 +1,60 @@
+"""The extender capability: routes /filter and /prioritize, node state fed by the cluster view."""
+
+from __future__ import annotations
+
+import importlib
+import logging
+from typing import Any
+
+from fastapi import APIRouter
+
+from app.context import AppContext
+from app.settings import Settings
+from extender.cluster_state import NodeStateAdapter
+from extender.core import ScoringConfig
+from extender.routes import build_router
+from extender.service import ExtenderService
+
+log = logging.getLogger(__name__)
+
+
+def make_learner(policy: str) -> object | None:
+    """The fragmentation policy's online learner of typical pods (None for other policies)."""
+    if policy != "fragmentation":
+        return None
+    try:
+        mod = importlib.import_module("extender.fragmentation")
+    except ImportError as exc:
+        raise NotImplementedError("resource_policy 'fragmentation' needs extender/fragmentation.py") from exc
+    factory: Any = getattr(mod, "TypicalPodLearner", None)
+    return factory() if factory is not None else None
+
+
+class ExtenderComponent:
+    name = "extender"
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.config = ScoringConfig.from_settings(settings)
+        self.frag = make_learner(self.config.resource_policy)
+        self.adapter = NodeStateAdapter(self.config, assume_ttl_seconds=settings.assume_ttl_seconds)
+        self.service = ExtenderService(self.adapter, self.config, self.frag)
+
+    def router(self) -> APIRouter:
+        return build_router(lambda: self.service)
+
+    async def start(self, ctx: AppContext) -> None:
+        self.adapter.attach(ctx.cluster)
+        log.info(
+            "extender ready",
+            extra={
+                "nodes": self.adapter.state.n,
+                "pods": len(self.adapter.bound),
+                "topology_shapes": len(self.adapter.topo.shapes),
+                "policy": self.config.resource_policy,
+                "weights": self.config.normalised_weights,
+            },
+        )
+
+    async def stop(self) -> None:
+        self.adapter.detach()

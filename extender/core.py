@@ -1,0 +1,184 @@
+"""The scheduling core: pure functions over (pod request, node state). No HTTP, no Kubernetes client.
+
+Callers: the extender's routes, the trace-replay simulator (~100,000 calls per run), the node autoscaler.
+
+    score = w_t·topology + w_r·resource + w_b·balance        (each part 0..100, weights normalised to sum 1)
+    extender score = round(score / 10)                       (0..10, MaxExtenderPriority)
+
+`req` may be a plain `PodRequest` (trace rows) or a `PodAsk` (real pods: MIG slices, GPU memory, product,
+topology and gang annotations). Node state changes only through `ClusterState.place` / `release`.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from types import ModuleType
+from typing import Any
+
+import numpy as np
+
+from extender.filters import FilterOutcome, run_filters
+from extender.inventory import PodAsk
+from extender.scores.balance import balance_scores
+from extender.scores.resource import resource_scores
+from extender.scores.topology import topology_scores
+from extender.state import GPU_MILLI, ClusterState, IntArray, PodRequest
+from extender.topology import FloatArray, TopologyIndex, free_masks
+
+MAX_EXTENDER_PRIORITY = 10
+POLICIES = ("binpack", "spread", "fragmentation")
+
+__all__ = [
+    "MAX_EXTENDER_PRIORITY",
+    "FilterOutcome",
+    "ScoreParts",
+    "ScoringConfig",
+    "as_ask",
+    "choose_gpus",
+    "filter_nodes",
+    "score_nodes",
+    "score_parts",
+    "to_extender_scores",
+]
+
+
+@dataclass(frozen=True)
+class ScoringConfig:
+    topology_weight: float = 0.40
+    resource_weight: float = 0.35
+    balance_weight: float = 0.25
+    resource_policy: str = "binpack"  # "binpack" | "spread" | "fragmentation"
+
+    def __post_init__(self) -> None:
+        if self.resource_policy not in POLICIES:
+            raise ValueError(f"resource_policy must be one of {POLICIES}, got {self.resource_policy!r}")
+        weights = (self.topology_weight, self.resource_weight, self.balance_weight)
+        if min(weights) < 0 or sum(weights) <= 0:
+            raise ValueError(f"weights must be >= 0 with a positive sum, got {weights}")
+
+    @classmethod
+    def from_settings(cls, settings: Any) -> ScoringConfig:
+        return cls(
+            topology_weight=float(settings.topology_weight),
+            resource_weight=float(settings.resource_weight),
+            balance_weight=float(settings.balance_weight),
+            resource_policy=str(settings.resource_policy),
+        )
+
+    @property
+    def normalised_weights(self) -> tuple[float, float, float]:
+        total = self.topology_weight + self.resource_weight + self.balance_weight
+        return self.topology_weight / total, self.resource_weight / total, self.balance_weight / total
+
+
+@dataclass(frozen=True)
+class ScoreParts:
+    """Each part 0..100 and their weighted sum, aligned with the rows scored."""
+
+    topology: FloatArray
+    resource: FloatArray
+    balance: FloatArray
+    total: FloatArray
+
+
+def as_ask(req: PodRequest | PodAsk) -> PodAsk:
+    return req if isinstance(req, PodAsk) else PodAsk(req=req, products=req.gpu_models)
+
+
+def _fragmentation() -> ModuleType:
+    try:
+        return importlib.import_module("extender.fragmentation")
+    except ImportError as exc:
+        raise NotImplementedError(
+            "resource_policy 'fragmentation' needs extender/fragmentation.py "
+            "(resource_scores / choose_gpu), which is not there yet"
+        ) from exc
+
+
+def score_parts(
+    state: ClusterState,
+    rows: IntArray,
+    req: PodRequest | PodAsk,
+    config: ScoringConfig,
+    topo: TopologyIndex | None = None,
+    frag: object | None = None,
+) -> ScoreParts:
+    """The three parts and the total for every row (all assumed feasible). Vectorised across rows."""
+    rows = np.asarray(rows, dtype=np.int64)
+    ask = as_ask(req)
+    wt, wr, wb = config.normalised_weights
+    if not ask.wants_gpu:
+        neutral = np.full(len(rows), 50.0)
+        return ScoreParts(neutral, neutral, neutral, neutral)
+    t = topology_scores(state, rows, ask, topo) if wt else np.full(len(rows), 50.0)
+    if config.resource_policy == "fragmentation":
+        r = np.asarray(_fragmentation().resource_scores(state, rows, ask.req, frag), dtype=np.float64)
+    else:
+        r = resource_scores(state, rows, ask, config.resource_policy)
+    b = balance_scores(state, rows, ask) if wb else np.full(len(rows), 50.0)
+    total = np.clip(wt * t + wr * r + wb * b, 0.0, 100.0)
+    return ScoreParts(t, r, b, total)
+
+
+def score_nodes(
+    state: ClusterState,
+    rows: np.ndarray,
+    req: PodRequest | PodAsk,
+    config: ScoringConfig,
+    topo: TopologyIndex | None = None,
+    frag: object | None = None,
+) -> np.ndarray:
+    """Float scores 0..100 (weighted sum of the three parts), aligned with `rows` (all feasible).
+    Nodes without topology get the neutral topology part; `frag` goes to the fragmentation policy."""
+    return score_parts(state, rows, req, config, topo, frag).total
+
+
+def to_extender_scores(scores: np.ndarray) -> np.ndarray:
+    """0..100 floats -> 0..10 ints (MaxExtenderPriority), rounded half up; NaN -> 0."""
+    s = np.nan_to_num(np.asarray(scores, dtype=np.float64), nan=0.0)
+    return np.clip(np.floor(s / 10.0 + 0.5), 0, MAX_EXTENDER_PRIORITY).astype(np.int64)  # type: ignore[no-any-return]
+
+
+def filter_nodes(
+    state: ClusterState,
+    rows: IntArray,
+    req: PodRequest | PodAsk,
+    topo: TopologyIndex | None = None,
+    check_cpu_memory: bool = False,
+) -> FilterOutcome:
+    """Which rows can take the pod now, with a reason per failed row (see extender/filters.py)."""
+    return run_filters(state, rows, as_ask(req), topo, check_cpu_memory)
+
+
+def choose_gpus(
+    state: ClusterState,
+    row: int,
+    req: PodRequest | PodAsk,
+    config: ScoringConfig,
+    topo: TopologyIndex | None = None,
+    frag: object | None = None,
+) -> list[int]:
+    """GPU columns the pod gets on that node: the table's best set for whole GPUs (topology-aware; for one
+    GPU the one that keeps the best sets free), best-fit for shares. Raises ValueError if it does not fit."""
+    ask = as_ask(req)
+    r = ask.req
+    if not r.wants_gpu:
+        return []
+    if config.resource_policy == "fragmentation":
+        return [int(g) for g in _fragmentation().choose_gpu(state, row, r, frag)]
+    shape = topo.shape(row) if topo is not None and ask.topology != "none" else None
+    if r.gpu_milli < GPU_MILLI:
+        left = state.gpu_left[row, : state.gpu_count[row]]
+        partial = np.flatnonzero((left >= r.gpu_milli) & (left < GPU_MILLI))
+        if len(partial):  # best fit among partly used GPUs: least left, ties -> lowest index
+            return [int(partial[np.argmin(left[partial])])]
+    k = r.gpu_count
+    if shape is not None and k <= shape.n:
+        fm = int(free_masks(state, np.array([row], dtype=np.int64))[0]) & ((1 << shape.n) - 1)
+        _, best = shape.lookup(fm, k)
+        if best >= 0:
+            return [g for g in range(shape.n) if best >> g & 1]
+    if r.gpu_milli < GPU_MILLI:
+        return [state.best_fit_gpu(row, r.gpu_milli)]
+    return state.first_free_gpus(row, k)

@@ -1,0 +1,411 @@
+"""GPU fragmentation: the FGD measure (Weng et al., ATC'23), an online typical-pod learner, and the extender's
+`fragmentation` resource policy.
+
+One copy of the measure serves two callers: the trace replay's published `fgd` baseline (typical pods handed in
+advance, integer scores exactly as the study truncates them) and the extender (typical pods learnt online from
+the pods it has seen, float scores). Everything is vectorised over candidate node states.
+
+The measure (`shared/reference/fgd-trace-replay.md` §6): for a node with GPU-left vector `left`, CPU left `cpu`
+and model `model`, each typical pod p (weight w_p) counts as fragment either all idle GPU milli `L`, or — when p
+fits (model accepted, p.num GPUs each with >= p.milli left, CPU enough) — only the milli on GPUs too small for
+it. F = sum over p, summed per class bucket in the study's order so the floats match its Go code bit for bit.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import numpy.typing as npt
+
+from extender.state import GPU_MILLI, ClusterState, IntArray, PodRequest
+
+FloatArray = npt.NDArray[np.float64]
+
+#: pod annotation asking a share of one GPU (GPU sharing on a time-slicing / MPS node pool)
+GPU_MILLI_ANNOTATION = "gpu-autoscaler.io/gpu-milli"
+#: GPU Feature Discovery label naming the sharing strategy of a node pool
+SHARING_LABEL = "nvidia.com/gpu.sharing-strategy"
+SHARING_STRATEGIES = ("time-slicing", "mps")
+
+#: a typical-pod spec: (cpu milli, gpu milli per GPU, GPU count, accepted models ('|'-joined, "" = any))
+Spec = tuple[int, int, int, str]
+
+# class buckets of the study (frag.go FragRatioDataMap); Q3's fragment part goes to the Q2 bucket
+_Q1, _Q2, _Q4, _XL, _XR, _NA = 0, 1, 3, 4, 5, 6
+_BUCKETS = (_Q1, _Q2, _Q4, _XL, _XR, _NA)
+
+
+def parse_gpu_milli(annotations: dict[str, str] | None) -> int | None:
+    """`gpu-autoscaler.io/gpu-milli: "<1..999>"` → the share in milli; None when absent.
+
+    Raises ValueError (one line) on a malformed value, so the extender can reject the pod with a reason.
+    """
+    if not annotations or GPU_MILLI_ANNOTATION not in annotations:
+        return None
+    raw = str(annotations[GPU_MILLI_ANNOTATION]).strip()
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ValueError(f"{GPU_MILLI_ANNOTATION}: {raw!r} is not an integer 1..999") from None
+    if not 0 < value < GPU_MILLI:
+        raise ValueError(f"{GPU_MILLI_ANNOTATION}: {value} is outside 1..999")
+    return value
+
+
+def is_sharing_node(labels: dict[str, str] | None) -> bool:
+    """A node pool whose GPUs may be shared (GFD label time-slicing or mps)."""
+    return bool(labels) and str((labels or {}).get(SHARING_LABEL, "")).lower() in SHARING_STRATEGIES
+
+
+def spec_of(req: PodRequest) -> Spec:
+    """The typical-pod key of a request, as the study builds it (memory ignored)."""
+    if not req.wants_gpu:
+        return (req.cpu_milli, 0, 0, "")
+    return (req.cpu_milli, req.gpu_milli, req.gpu_count, "|".join(req.gpu_models))
+
+
+@dataclass(frozen=True)
+class TypicalPods:
+    """The target workload of the fragmentation measure: specs and weights (summing to 1)."""
+
+    specs: tuple[Spec, ...]
+    weights: tuple[float, ...]
+    coverage: float = 1.0
+
+    @classmethod
+    def from_counts(cls, counts: dict[Spec, float], threshold_pct: float = 95.0) -> TypicalPods:
+        """The study's rule (frag.go GetTypicalPods): by count desc, ties by spec desc, take specs until the
+        cumulative count reaches `threshold_pct` % of all pods, then renormalise."""
+        total = float(sum(counts.values()))
+        if total <= 0:
+            return cls((), (), 0.0)
+        ordered = sorted(counts.items(), key=lambda kv: (kv[1], kv[0]), reverse=True)
+        expected = threshold_pct * total / 100.0
+        cum = 0.0
+        chosen: list[tuple[Spec, float]] = []
+        i = 0
+        while cum < expected and i < len(ordered):
+            spec, cnt = ordered[i]
+            cum += cnt
+            chosen.append((spec, cnt / total))
+            i += 1
+        if i >= len(ordered):
+            return cls(tuple(s for s, _ in chosen), tuple(p for _, p in chosen), cum / total)
+        norm = cum / total
+        return cls(tuple(s for s, _ in chosen), tuple(p / norm for _, p in chosen), cum / total)
+
+    @classmethod
+    def from_requests(cls, reqs: Iterable[PodRequest], threshold_pct: float = 95.0) -> TypicalPods:
+        counts: Counter[Spec] = Counter(spec_of(r) for r in reqs)
+        return cls.from_counts(dict(counts), threshold_pct)
+
+
+class FragTable:
+    """TypicalPods compiled to arrays for one ClusterState's model ids (rebuilt when models are added)."""
+
+    def __init__(self, typical: TypicalPods, models: Sequence[str]) -> None:
+        self.typical = typical
+        self.n_models = len(models)
+        t = len(typical.specs)
+        self.cpu = np.array([s[0] for s in typical.specs], dtype=np.int64).reshape(t)
+        self.milli = np.array([s[1] for s in typical.specs], dtype=np.int64).reshape(t)
+        self.num = np.array([s[2] for s in typical.specs], dtype=np.int64).reshape(t)
+        self.w = np.array(typical.weights, dtype=np.float64).reshape(t)
+        self.is_gpu = self.milli > 0
+        uniq = sorted({int(m) for m in self.milli if m > 0}) or [GPU_MILLI]
+        self.u_milli = np.array(uniq, dtype=np.int64)
+        self.uidx = np.array([uniq.index(int(m)) if m > 0 else 0 for m in self.milli], dtype=np.int64)
+        access = np.ones((max(1, len(models)), t), dtype=np.bool_)
+        for j, spec in enumerate(typical.specs):
+            if spec[1] > 0 and spec[3]:
+                accepted = set(spec[3].split("|"))
+                for mi, model in enumerate(models):
+                    access[mi, j] = model in accepted
+        self.access = access
+        # CPU enters F only through `cpu >= p.cpu`: nodes with the same count of p.cpu values <= cpu match
+        self.cpu_sorted = np.unique(self.cpu)
+
+    def frag(self, left: IntArray, cpu: IntArray, model: IntArray) -> FloatArray:
+        """F for K node states (rows of `left` [K, G], `cpu` [K], `model` ids [K]); float64 [K]."""
+        k = left.shape[0]
+        if k == 0 or len(self.w) == 0:
+            return np.zeros(k, dtype=np.float64)
+        total = left.sum(axis=1)
+        ge = left[:, :, None] >= self.u_milli[None, None, :]
+        cnt = ge.sum(axis=1)[:, self.uidx]
+        big = (left[:, :, None] * ge).sum(axis=1)[:, self.uidx]
+        cpu_ok = cpu[:, None] >= self.cpu[None, :]
+        acc = self.access[model]
+        gpu_ok = cnt >= self.num[None, :]
+        q3 = self.is_gpu & acc & gpu_ok & cpu_ok
+        bucket = np.where(
+            ~self.is_gpu,
+            np.where(cpu_ok, _XL, _XR),
+            np.where(~acc, _NA, np.where(gpu_ok, np.where(cpu_ok, _Q2, _Q4), np.where(cpu_ok, _Q2, _Q1))),
+        )
+        amount = np.where(q3, total[:, None] - big, total[:, None])
+        val = self.w[None, :] * amount.astype(np.float64)
+        # per-bucket sequential sums (cumsum is sequential), then buckets in the study's order
+        stacked = np.where(bucket[:, None, :] == np.array(_BUCKETS)[None, :, None], val[:, None, :], 0.0)
+        sums = np.cumsum(stacked, axis=2)[:, :, -1]
+        out = np.zeros(k, dtype=np.float64)
+        for b in range(len(_BUCKETS)):
+            out = out + sums[:, b]
+        return out
+
+    def frag_dedup(self, left: IntArray, cpu: IntArray, model: IntArray) -> FloatArray:
+        """`frag` computed once per distinct (model, CPU class, GPU-left multiset): many nodes look alike."""
+        k = left.shape[0]
+        if k < 64:
+            return self.frag(left, cpu, model)
+        srt = np.sort(left, axis=1)
+        cls = np.searchsorted(self.cpu_sorted, cpu, side="right")
+        key = np.concatenate([srt, cls[:, None], model[:, None]], axis=1)
+        h = _row_hash(key)
+        uniq, first, inv = np.unique(h, return_index=True, return_inverse=True)
+        if len(uniq) > 0.8 * k:
+            return self.frag(left, cpu, model)
+        return self.frag(left[first], cpu[first], model[first])[inv.reshape(-1)]
+
+
+#: distinct odd 64-bit multipliers, one per key column (fixed seed: hashes are stable across runs)
+_HASH_MULT = np.random.default_rng(0x5EED).integers(1, 2**63, size=64, dtype=np.uint64) * np.uint64(
+    2
+) + np.uint64(1)
+
+
+def _row_hash(key: IntArray) -> npt.NDArray[np.uint64]:
+    """64-bit hash of int rows (collisions ~2^-64 per pair: fine for deduplication)."""
+    k = key.astype(np.uint64)
+    mult = _HASH_MULT[: k.shape[1]]
+    with np.errstate(over="ignore"):
+        h = (k * mult[None, :]).sum(axis=1, dtype=np.uint64)
+        h ^= h >> np.uint64(29)
+        h *= np.uint64(0xBF58476D1CE4E5B9)
+    return h  # type: ignore[no-any-return]
+
+
+# -- candidate placements ----------------------------------------------------------------------------
+@dataclass
+class Candidates:
+    """Hypothetical placements of one pod on `rows`: for a shared-GPU pod one per (row, distinct GPU left),
+    otherwise one per row. `delta[c]` = F_before − F_after (higher = less fragmentation created)."""
+
+    rows: IntArray
+    cand_row: IntArray  # index into rows
+    cand_gpu: IntArray  # GPU index (-1 for non-shared pods)
+    delta: FloatArray
+
+
+def shared_candidates(state: ClusterState, rows: IntArray, req: PodRequest) -> tuple[IntArray, IntArray]:
+    """(row position, GPU) pairs where a shared pod fits, keeping the lowest index of each distinct left."""
+    left = state.gpu_left[rows]
+    g = left.shape[1]
+    fits = left >= req.gpu_milli
+    eq = left[:, :, None] == left[:, None, :]
+    earlier = np.tril(np.ones((g, g), dtype=np.bool_), k=-1)
+    dup = (eq & earlier[None, :, :]).any(axis=2)
+    r, c = np.nonzero(fits & ~dup)
+    return r.astype(np.int64), c.astype(np.int64)
+
+
+def after_states(
+    state: ClusterState, rows: IntArray, req: PodRequest
+) -> tuple[IntArray, IntArray, IntArray, IntArray, IntArray]:
+    """Node states after placing `req` on each candidate: (cand_row, cand_gpu, left, cpu, model)."""
+    left = state.gpu_left[rows]
+    cpu = state.cpu_left[rows] - req.cpu_milli
+    model = state.model[rows]
+    if req.is_shared:
+        r, c = shared_candidates(state, rows, req)
+        new = left[r].copy()
+        new[np.arange(len(r)), c] -= req.gpu_milli
+        return r, c, new, cpu[r], model[r]
+    r = np.arange(len(rows), dtype=np.int64)
+    new = left.copy()
+    if req.wants_gpu:
+        full = new == GPU_MILLI
+        take = full & (np.cumsum(full, axis=1) <= req.gpu_count)
+        new[take] = 0
+    return r, np.full(len(rows), -1, dtype=np.int64), new, cpu, model
+
+
+def frag_candidates(
+    state: ClusterState, rows: IntArray, req: PodRequest, table: FragTable, f_before: FloatArray
+) -> Candidates:
+    """ΔF of every candidate placement; `f_before` is F of each of `rows` now (aligned with rows)."""
+    r, c, left, cpu, model = after_states(state, rows, req)
+    f_after = table.frag_dedup(left, cpu, model)
+    return Candidates(rows=rows, cand_row=r, cand_gpu=c, delta=f_before[r] - f_after)
+
+
+def best_per_row(cands: Candidates, values: FloatArray) -> tuple[FloatArray, IntArray]:
+    """Per row: the max of `values` over its candidates and the lowest GPU index reaching it."""
+    n = len(cands.rows)
+    if cands.cand_gpu.size and cands.cand_gpu[0] == -1:
+        return values.astype(np.float64), np.full(n, -1, dtype=np.int64)
+    g = int(cands.cand_gpu.max()) + 1 if cands.cand_gpu.size else 1
+    mat = np.full((n, g), -np.inf)
+    mat[cands.cand_row, cands.cand_gpu] = values
+    return mat.max(axis=1), mat.argmax(axis=1).astype(np.int64)
+
+
+def fgd_int_scores(delta: FloatArray) -> FloatArray:
+    """The study's score: int64(sigmoid(ΔF / 1000) · 100), truncated (fgd_score.go)."""
+    with np.errstate(over="ignore"):
+        sig = 1.0 / (1.0 + np.exp(-(delta / 1000.0)))
+    return np.trunc(sig * 100.0)
+
+
+# -- per-node F cache ------------------------------------------------------------------------------
+@dataclass
+class FragCache:
+    """F of every node of a state under one table, refreshed per node when `state.version` moves."""
+
+    table: FragTable
+    values: FloatArray = field(default_factory=lambda: np.zeros(0))
+    versions: IntArray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+
+    def get(self, state: ClusterState, rows: IntArray) -> FloatArray:
+        n = state.n
+        if len(self.values) != n:
+            self.values = np.zeros(n)
+            self.versions = np.full(n, -1, dtype=np.int64)
+        stale = rows[self.versions[rows] != state.version[rows]]
+        if len(stale):
+            self.values[stale] = self.table.frag_dedup(
+                state.gpu_left[stale], state.cpu_left[stale], state.model[stale]
+            )
+            self.versions[stale] = state.version[stale]
+        return self.values[rows]
+
+
+# -- online learner and the extender's policy ---------------------------------------------------------
+class TypicalPodLearner:
+    """Learns the workload's typical pods from the pods it has seen (FGD is handed them; a cluster is not).
+
+    Counts every observed request's spec; the typical set (the study's 95 % rule) is rebuilt when the number
+    of pods seen has grown by `refresh_fraction` since the last build (and always during the first
+    `warmup` pods), so the per-node F cache stays valid between rebuilds. `half_life` (pods) makes old pods
+    count less, for clusters whose mix drifts; None keeps plain counts (a trace replay).
+    """
+
+    def __init__(
+        self,
+        threshold_pct: float = 95.0,
+        refresh_fraction: float = 0.05,
+        warmup: int = 200,
+        half_life: float | None = None,
+        prior: TypicalPods | None = None,
+    ) -> None:
+        self.threshold_pct = threshold_pct
+        self.refresh_fraction = refresh_fraction
+        self.warmup = warmup
+        self.half_life = half_life
+        self.counts: dict[Spec, float] = {}
+        self.seen = 0
+        self._built_at = -1
+        self._typical: TypicalPods | None = prior
+        self._table: FragTable | None = None
+        self._table_models = -1
+        self._cache: FragCache | None = None
+        self.generation = 0
+
+    def observe(self, req: PodRequest) -> None:
+        """Record one pod (call once per pod, when it is first seen)."""
+        if self.half_life:
+            decay = 0.5 ** (1.0 / self.half_life)
+            for key in self.counts:
+                self.counts[key] *= decay
+        key = spec_of(req)
+        self.counts[key] = self.counts.get(key, 0.0) + 1.0
+        self.seen += 1
+
+    @property
+    def typical(self) -> TypicalPods:
+        due = (
+            self._typical is None
+            or self.seen <= self.warmup
+            or self.seen >= max(self._built_at, 1) * (1.0 + self.refresh_fraction)
+        )
+        if due and self.counts and self.seen != self._built_at:
+            self._typical = TypicalPods.from_counts(self.counts, self.threshold_pct)
+            self._built_at = self.seen
+            self._table = None
+            self.generation += 1
+        return self._typical or TypicalPods((), ())
+
+    def table(self, state: ClusterState) -> FragTable:
+        typical = self.typical
+        if self._table is None or self._table_models != len(state.models):
+            self._table = FragTable(typical, state.models)
+            self._table_models = len(state.models)
+            self._cache = FragCache(self._table)
+        return self._table
+
+    def cache(self, state: ClusterState) -> FragCache:
+        self.table(state)
+        assert self._cache is not None
+        return self._cache
+
+
+def _frag_eval(
+    state: ClusterState, rows: IntArray, req: PodRequest, frag: TypicalPodLearner
+) -> tuple[FloatArray, IntArray, FloatArray]:
+    """(best ΔF per row, its GPU, packing tie-break per row) for the fragmentation policy."""
+    table = frag.table(state)
+    before = frag.cache(state).get(state, rows)
+    cands = frag_candidates(state, rows, req, table, before)
+    best, gpu = best_per_row(cands, cands.delta)
+    return best, gpu, before
+
+
+def resource_scores(
+    state: ClusterState, rows: IntArray, req: PodRequest, frag: TypicalPodLearner | None
+) -> FloatArray:
+    """The extender's `fragmentation` resource part: 0..100 floats aligned with `rows`, higher = better.
+
+    100·sigmoid(ΔF/1000) like FGD but not truncated (truncation makes ties that then go to chance), plus
+    a small packing term that breaks the remaining ties towards nodes with less idle GPU (best fit).
+    """
+    rows = np.asarray(rows, dtype=np.int64)
+    if len(rows) == 0:
+        return np.zeros(0)
+    if frag is None:
+        frag = TypicalPodLearner()
+        frag.observe(req)
+    best, _, _ = _frag_eval(state, rows, req, frag)
+    with np.errstate(over="ignore"):
+        sig = 100.0 / (1.0 + np.exp(-(best / 1000.0)))
+    idle = state.gpu_left[rows].sum(axis=1).astype(np.float64)
+    cap = np.maximum(state.gpu_count[rows], 1).astype(np.float64) * GPU_MILLI
+    pack = 1.0 - idle / cap  # 0 (all idle) .. 1 (all used)
+    return np.clip(sig * 0.99 + pack, 0.0, 100.0)  # type: ignore[no-any-return]
+
+
+def choose_gpu(state: ClusterState, row: int, req: PodRequest, frag: TypicalPodLearner | None) -> list[int]:
+    """GPUs for `req` on node `row`: whole GPUs → the first free ones by index; a share → the GPU whose use
+    creates the least fragmentation, ties → the fullest GPU that fits, then the lowest index."""
+    if not req.wants_gpu:
+        return []
+    if not req.is_shared:
+        return state.first_free_gpus(row, req.gpu_count)
+    if frag is None:
+        return [state.best_fit_gpu(row, req.gpu_milli)]
+    rows = np.array([row], dtype=np.int64)
+    table = frag.table(state)
+    before = frag.cache(state).get(state, rows)
+    cands = frag_candidates(state, rows, req, table, before)
+    if not len(cands.cand_gpu):
+        raise ValueError(f"node {state.names[row]} has no GPU with {req.gpu_milli} milli left")
+    left = state.gpu_left[row, cands.cand_gpu]
+    order = np.lexsort((cands.cand_gpu, left, -np.round(cands.delta, 6)))
+    return [int(cands.cand_gpu[order[0]])]
+
+
+def sigmoid(x: float) -> float:
+    return 1.0 / (1.0 + math.exp(-x))

@@ -1,0 +1,139 @@
+"""HTTP adapter: POST /filter and /prioritize in kube-scheduler's extender wire format.
+
+- Malformed body (not JSON, no `Pod`, wrong types, unreadable Pod) -> HTTP 400 `{"error": "<field>: why"}`.
+- Well-formed body -> always HTTP 200. An internal problem goes into the filter's `Error` field; prioritize
+  (a bare array with no error field) then answers Score 0 for every node, which the scheduler treats like
+  "no preference", and the error is logged and counted.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import asdict
+from typing import Any
+
+import pydantic_core
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import Counter, Histogram
+from pydantic import ValidationError
+
+from app.metrics import REGISTRY
+from extender.inventory import InventoryError, PodAsk, parse_pod
+from extender.service import ExtenderService
+from extender.wire import ExtenderArgs, canonical_keys, filter_result
+
+log = logging.getLogger(__name__)
+
+REQUESTS = Counter(
+    "gpu_autoscaler_extender_requests_total",
+    "Scheduler-extender calls by verb and outcome (ok, passthrough, bad_request, error)",
+    ["verb", "outcome"],
+    registry=REGISTRY,
+)
+DURATION = Histogram(
+    "gpu_autoscaler_extender_duration_seconds",
+    "Time to answer one scheduler-extender call (parse, decide, serialise)",
+    ["verb"],
+    buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
+    registry=REGISTRY,
+)
+
+
+class BadRequest(ValueError):
+    """The body is not an ExtenderArgs; the message names the field."""
+
+
+def parse_args(body: bytes) -> tuple[ExtenderArgs, PodAsk]:
+    """Raw body -> (ExtenderArgs, the pod's ask), or BadRequest naming what is wrong."""
+    if not body:
+        raise BadRequest("body: empty (expected ExtenderArgs JSON with Pod and Nodes or NodeNames)")
+    try:
+        data = pydantic_core.from_json(body)
+    except ValueError as exc:
+        raise BadRequest(f"body: not valid JSON: {exc}") from exc
+    if not isinstance(data, dict):
+        raise BadRequest(f"body: expected a JSON object (ExtenderArgs), got {type(data).__name__}")
+    data = canonical_keys(data)
+    try:
+        args = ExtenderArgs.model_validate(data)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        loc = ".".join(str(p) for p in err.get("loc", ())) or "body"
+        raise BadRequest(f"{loc}: {err.get('msg', 'invalid')}") from exc
+    if args.Nodes is None and args.NodeNames is None:
+        raise BadRequest("Nodes/NodeNames: one of them must be given (NodeNames when nodeCacheCapable)")
+    try:
+        ask = parse_pod(args.Pod)  # a malformed Pod is a 400, not an internal failure
+    except InventoryError as exc:
+        raise BadRequest(str(exc)) from exc
+    return args, ask
+
+
+def _json(content: Any) -> Response:
+    return Response(content=pydantic_core.to_json(content), media_type="application/json")
+
+
+def build_router(get_service: Callable[[], ExtenderService]) -> APIRouter:
+    router = APIRouter(tags=["scheduler-extender"])
+
+    @router.post("/filter")
+    async def filter_verb(request: Request) -> Response:
+        start = time.perf_counter()
+        outcome = "ok"
+        try:
+            try:
+                args, ask = parse_args(await request.body())
+            except BadRequest as exc:
+                outcome = "bad_request"
+                return JSONResponse({"error": str(exc)}, status_code=400)
+            outcome = "ok" if ask.wants_gpu else "passthrough"
+            try:
+                result = get_service().filter(args, ask)
+            except Exception as exc:
+                outcome = "error"
+                log.exception("extender filter failed")
+                result = filter_result(
+                    nodes=None,
+                    node_names=None,
+                    failed={},
+                    unresolvable={},
+                    error=f"extender internal error: {exc}",
+                )
+            return _json(result)
+        finally:
+            REQUESTS.labels("filter", outcome).inc()
+            DURATION.labels("filter").observe(time.perf_counter() - start)
+
+    @router.post("/prioritize")
+    async def prioritize_verb(request: Request) -> Response:
+        start = time.perf_counter()
+        outcome = "ok"
+        try:
+            try:
+                args, ask = parse_args(await request.body())
+            except BadRequest as exc:
+                outcome = "bad_request"
+                return JSONResponse({"error": str(exc)}, status_code=400)
+            outcome = "ok" if ask.wants_gpu else "passthrough"
+            try:
+                scores = get_service().prioritize(args, ask)
+            except Exception:
+                outcome = "error"
+                log.exception("extender prioritize failed; answering Score 0 for every node")
+                scores = [{"Host": n, "Score": 0} for n in ExtenderService._input_names(args)]
+            return _json(scores)
+        finally:
+            REQUESTS.labels("prioritize", outcome).inc()
+            DURATION.labels("prioritize").observe(time.perf_counter() - start)
+
+    @router.get("/extender/placements")
+    async def placements(pod: str | None = None) -> dict[str, Any]:
+        """Where the extender last steered pods (node, GPU ids, score parts): the answer to "why there?"."""
+        service = get_service()
+        items = service.last_placement.items()
+        return {k: asdict(v) for k, v in items if pod is None or k == pod}
+
+    return router

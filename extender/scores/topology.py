@@ -1,0 +1,45 @@
+"""Topology part: how good a GPU set the node can give this pod, and how little it breaks for others.
+
+Lookups into the per-shape tables of `extender.topology` (precomputed per free-GPU mask and pod size).
+Neutral (50) for: unknown topology, MIG slices, pods that ask no GPU, `gpu-autoscaler.io/topology: none`.
+A shared pod that fits on an already partly used GPU breaks no whole GPU and scores 100.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from extender.inventory import PodAsk
+from extender.state import GPU_MILLI, ClusterState, IntArray
+from extender.topology import NEUTRAL, FloatArray, TopologyIndex, free_masks
+
+
+def topology_scores(
+    state: ClusterState, rows: IntArray, ask: PodAsk, topo: TopologyIndex | None
+) -> FloatArray:
+    out = np.full(len(rows), NEUTRAL)
+    req = ask.req
+    if topo is None or not req.wants_gpu or ask.topology == "none" or len(rows) == 0:
+        return out
+    ids = topo.shape_ids(rows)
+    known = ids >= 0
+    if not known.any():
+        return out
+    fm = free_masks(state, rows)
+    k = req.gpu_count
+    for sid in np.unique(ids[known]):
+        sel = ids == sid
+        shape = topo.shapes[int(sid)]
+        if k > shape.n:
+            out[sel] = 0.0
+            continue
+        masks = fm[sel] & ((1 << shape.n) - 1)
+        if shape.exact:
+            out[sel] = shape.score[masks, k]
+        else:
+            out[sel] = [shape.lookup(int(m), k)[0] for m in masks]
+    if req.is_shared:
+        left = state.gpu_left[rows]
+        partial_fit = ((left >= req.gpu_milli) & (left < GPU_MILLI)).any(axis=1)
+        out[known & partial_fit] = 100.0
+    return np.nan_to_num(out, nan=0.0)  # k > free GPUs: the filter drops such nodes; score them 0

@@ -1,0 +1,258 @@
+"""The admission decision, pure: review + namespace labels + offered profiles + usage -> response.
+
+Rules (docs/webhook.md): only Pod CREATE in a namespace labelled `gpu-autoscaler.io/mig-rewrite=enabled`;
+per container asking exactly one `nvidia.com/gpu`; `gpu-autoscaler.io/mig=off` opts out, `=<profile>` pins;
+otherwise the workload's history picks the smallest offered profile that fits. Anything undecidable leaves
+the pod unchanged with a warning saying why. The pod is never denied.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from webhook.history import HistoryResult, WorkloadKey, workload_key
+from webhook.mig import Decision, choose_profile, geometry_for, known_profile_names, smaller
+from webhook.models import AdmissionResponse, AdmissionReview
+from webhook.patch import (
+    ANN_MIG,
+    ANN_OPTIMIZED,
+    ANN_ORIGINAL,
+    ANN_REASON,
+    Op,
+    build_patch,
+    encode,
+    gpu_count,
+)
+
+OPT_IN_LABEL = "gpu-autoscaler.io/mig-rewrite"
+PRODUCT_ANNOTATION = "gpu-autoscaler.io/gpu-product"
+PRODUCT_LABEL = "nvidia.com/gpu.product"
+WARNING_PREFIX = "gpu-autoscaler: "
+MAX_WARNING = 119
+
+
+@dataclass(frozen=True)
+class Params:
+    """Settings the decision depends on (plain values, taken from Settings once at start)."""
+
+    threshold: float = 0.5
+    headroom: float = 0.2
+
+
+@dataclass
+class Outcome:
+    """Everything one review produced: the response, the ops behind it, and what to log and count."""
+
+    response: AdmissionResponse
+    ops: list[Op]
+    outcome: str  # metric label: mutated | pinned | kept | no_fit | no_history | unknown_gpu | skipped | error
+    profile: str  # metric label: the profile applied, or "none"
+    reasons: list[str]
+    warnings: list[str]
+    log: dict[str, Any] = field(default_factory=dict)
+
+
+def warn(text: str) -> str:
+    """One warning line, prefixed and kept under the API server's 120-character advice."""
+    line = WARNING_PREFIX + text
+    return line if len(line) <= MAX_WARNING else line[: MAX_WARNING - 1] + "…"
+
+
+def _pod(review: AdmissionReview) -> dict[str, Any]:
+    return review.request.object or {}
+
+
+def _annotations(pod: Mapping[str, Any]) -> Mapping[str, str]:
+    return (pod.get("metadata") or {}).get("annotations") or {}
+
+
+def _gpu_containers(pod: Mapping[str, Any]) -> list[tuple[int, str, int]]:
+    """(index, name, GPUs) of each container asking whole GPUs."""
+    out = []
+    for i, c in enumerate((pod.get("spec") or {}).get("containers") or []):
+        n = gpu_count(c)
+        if n is not None:
+            out.append((i, str(c.get("name", i)), n))
+    return out
+
+
+def is_candidate(review: AdmissionReview, ns_labels: Mapping[str, str] | None) -> bool:
+    """Pod CREATE, opted-in namespace, a container asking one GPU, not opted out."""
+    req = review.request
+    if req.kind.kind != "Pod" or req.operation != "CREATE" or req.subResource:
+        return False
+    if ns_labels is None or ns_labels.get(OPT_IN_LABEL) != "enabled":
+        return False
+    pod = _pod(review)
+    if _annotations(pod).get(ANN_MIG, "").strip().lower() == "off":
+        return False
+    return any(n == 1 for _, _, n in _gpu_containers(pod))
+
+
+def history_key(review: AdmissionReview, ns_labels: Mapping[str, str] | None) -> WorkloadKey | None:
+    """The workload whose history the decision needs; None when no history is needed (or none exists)."""
+    if not is_candidate(review, ns_labels):
+        return None
+    pod = _pod(review)
+    if _annotations(pod).get(ANN_MIG, "").strip():
+        return None  # pinned: no history needed
+    namespace = review.request.namespace or str((pod.get("metadata") or {}).get("namespace") or "")
+    return workload_key(pod, namespace)
+
+
+def product_filter(pod: Mapping[str, Any]) -> list[str]:
+    """Product substrings the pod accepts (annotation gpu-product, or nodeSelector gpu.product); [] = any."""
+    ann = _annotations(pod).get(PRODUCT_ANNOTATION, "")
+    wanted = [p.strip() for p in ann.split(",") if p.strip()]
+    selector = ((pod.get("spec") or {}).get("nodeSelector") or {}).get(PRODUCT_LABEL)
+    if selector:
+        wanted.append(str(selector))
+    return wanted
+
+
+def _accepts(product: str, wanted: list[str]) -> bool:
+    if not wanted:
+        return True
+    norm = product.upper().replace("-", " ")
+    return any(w.upper().replace("-", " ") in norm for w in wanted)
+
+
+def _respond(
+    review: AdmissionReview,
+    ops: list[Op],
+    outcome: str,
+    profile: str,
+    reasons: list[str],
+    warnings: list[str],
+    log: dict[str, Any],
+) -> Outcome:
+    response = AdmissionResponse(uid=review.request.uid, allowed=True)
+    if ops:
+        response.patchType = "JSONPatch"
+        response.patch = encode(ops)
+    if warnings:
+        response.warnings = warnings
+    response.auditAnnotations = {"mig-rewrite": f"{outcome}:{profile}"}
+    log = {"outcome": outcome, "profile": profile, "reasons": reasons, **log}
+    return Outcome(response, ops, outcome, profile, reasons, warnings, log)
+
+
+def decide(
+    review: AdmissionReview,
+    ns_labels: Mapping[str, str] | None,
+    offers: Mapping[str, frozenset[str]],
+    history: HistoryResult | None,
+    params: Params = Params(),
+) -> Outcome:
+    """The whole decision for one review. Pure: same inputs, same answer."""
+    req = review.request
+    pod = _pod(review)
+    namespace = req.namespace or str((pod.get("metadata") or {}).get("namespace") or "")
+    log: dict[str, Any] = {"uid": req.uid, "namespace": namespace, "dry_run": bool(req.dryRun)}
+    if req.kind.kind != "Pod" or req.operation != "CREATE" or req.subResource:
+        what = f"{req.kind.kind} {req.operation}{'/' + req.subResource if req.subResource else ''}"
+        return _respond(review, [], "skipped", "none", [f"not a Pod CREATE ({what})"], [], log)
+    meta = pod.get("metadata") or {}
+    log["pod"] = meta.get("name") or (str(meta.get("generateName") or "") + "*")
+    gpus = _gpu_containers(pod)
+    if not gpus:
+        return _respond(review, [], "skipped", "none", ["no container asks nvidia.com/gpu"], [], log)
+    if ns_labels is None:
+        why = f"namespace {namespace} is unknown to the webhook; pod left unchanged"
+        return _respond(review, [], "error", "none", [why], [warn(why)], log)
+    if ns_labels.get(OPT_IN_LABEL) != "enabled":
+        return _respond(review, [], "skipped", "none", [f"namespace {namespace} not opted in"], [], log)
+    pin = _annotations(pod).get(ANN_MIG, "").strip()
+    if pin.lower() == "off":
+        return _respond(review, [], "skipped", "none", [f"{ANN_MIG}=off"], [], log)
+
+    reasons: list[str] = []
+    warnings: list[str] = []
+    singles = [(i, name) for i, name, n in gpus if n == 1]
+    for _, name, n in gpus:
+        if n > 1:
+            why = f"container {name} asks {n} GPUs: multi-GPU requests are never sliced"
+            reasons.append(why)
+            warnings.append(warn(why))
+    if not singles:
+        return _respond(review, [], "skipped", "none", reasons, warnings, log)
+
+    offered_any = frozenset().union(*offers.values()) if offers else frozenset()
+    if pin:
+        if pin not in known_profile_names():
+            why = f"{ANN_MIG}={pin} is not a known MIG profile; pod left unchanged"
+            return _respond(review, [], "error", "none", [*reasons, why], [*warnings, warn(why)], log)
+        if pin not in offered_any:
+            warnings.append(warn(f"pinned profile {pin} is offered by no node yet; the pod may stay Pending"))
+        rewrites = {i: pin for i, _ in singles}
+        why = f"pinned by {ANN_MIG}={pin}"
+        ops = build_patch(pod, rewrites, _result_annotations(why))
+        reasons.append(why)
+        warnings.append(warn(f"nvidia.com/gpu: 1 -> nvidia.com/mig-{pin} ({why})"))
+        return _respond(review, ops, "pinned", pin, reasons, warnings, log)
+
+    # history-driven choice
+    if history is None or history.status in ("disabled", "timeout", "error"):
+        note = history.note if history is not None and history.note else "no workload to key history on"
+        if history is None and workload_key(pod, namespace) is not None:
+            note = "history not looked up"
+        why = f"no usage history ({note}); pod left unchanged"
+        status = history.status if history is not None else "none"
+        outcome = "error" if status == "error" else "no_history"
+        log["history"] = status
+        return _respond(review, [], outcome, "none", [*reasons, why], [*warnings, warn(why)], log)
+    log["history"] = history.status
+    if not offers:
+        why = "no node offers MIG slices; pod left unchanged"
+        return _respond(review, [], "no_fit", "none", [*reasons, why], [*warnings, warn(why)], log)
+
+    wanted = product_filter(pod)
+    rewrites: dict[int, str] = {}
+    decisions: dict[str, Decision] = {}
+    for index, name in singles:
+        usage = history.usage.get(name)
+        if usage is None and len(history.usage) == 1 and len(singles) == 1:
+            usage = next(iter(history.usage.values()))  # series without a container label
+        if usage is None:
+            decisions[name] = Decision(None, "no usage history for this workload", "no_history")
+            continue
+        best: Decision | None = None
+        unknown: list[str] = []
+        for product, profiles in sorted(offers.items()):
+            if not _accepts(product, wanted):
+                continue
+            if geometry_for(product) is None:
+                unknown.append(product or "?")
+                continue
+            d = choose_profile(usage, product, profiles, params.threshold, params.headroom)
+            best = d if best is None else smaller(best, d)
+        if best is None:
+            what = ", ".join(unknown) if unknown else "none matching the pod's GPU product"
+            best = Decision(None, f"unknown GPU type ({what})", "unknown_gpu")
+        decisions[name] = best
+        if best.profile is not None:
+            rewrites[index] = best.profile
+    for name, d in decisions.items():
+        line = f"container {name}: " + (f"-> {d.profile}: {d.reason}" if d.profile else d.reason)
+        reasons.append(line)
+        warnings.append(warn(line if d.profile else line + "; left unchanged"))
+    log["decisions"] = {n: {"profile": d.profile, "outcome": d.outcome, **d.details} for n, d in decisions.items()}
+    if not rewrites:
+        outcomes = [d.outcome for d in decisions.values()]
+        outcome = next((o for o in ("kept", "no_fit", "unknown_gpu", "no_history") if o in outcomes), "kept")
+        return _respond(review, [], outcome, "none", reasons, warnings, log)
+    text = "; ".join(f"{n}: {d.profile} ({d.reason})" for n, d in decisions.items() if d.profile)
+    ops = build_patch(pod, rewrites, _result_annotations(text))
+    profiles = sorted(set(rewrites.values()))
+    return _respond(review, ops, "mutated", ",".join(profiles), reasons, warnings, log)
+
+
+def _result_annotations(reason: str) -> dict[str, str]:
+    return {ANN_OPTIMIZED: "true", ANN_ORIGINAL: "1", ANN_REASON: reason[:500]}
+
+
+def fail_open(uid: str, why: str) -> AdmissionResponse:
+    """The answer when deciding itself failed: allow unchanged, say why."""
+    return AdmissionResponse(uid=uid, allowed=True, warnings=[warn(why)])

@@ -1,0 +1,380 @@
+"""Workload usage history: who the pod belongs to, the PromQL for its DCGM history, and a cache in front.
+
+Admission must stay fast whatever Prometheus does, so `UsageHistory.lookup` answers from a TTL cache, serves
+stale entries while refreshing them in the background, and waits at most `timeout` seconds for a first fetch
+(the fetch carries on and fills the cache for the next pod). The source is a `HistorySource` protocol: the
+Prometheus one (httpx) in production, a recorded one in tests and the demo.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+import re
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol
+
+import httpx
+
+from webhook.mig import Usage, mig_compute_fraction
+
+log = logging.getLogger(__name__)
+
+FB_USED = "DCGM_FI_DEV_FB_USED"
+FB_FREE = "DCGM_FI_DEV_FB_FREE"
+GR_ENGINE_ACTIVE = "DCGM_FI_PROF_GR_ENGINE_ACTIVE"
+GPU_UTIL = "DCGM_FI_DEV_GPU_UTIL"
+#: dcgm-exporter label naming the MIG profile of the instance a series measures (absent on whole GPUs)
+MIG_PROFILE = "GPU_I_PROFILE"
+APP_NAME_LABEL = "app.kubernetes.io/name"
+#: fewer samples than this over the window is not a history (one scrape at 30 s for 30 min)
+MIN_SAMPLES = 60
+
+_CRONJOB_JOB = re.compile(r"^(?P<name>.+)-\d{8,}$")
+#: pod name patterns per owner kind (RE2, Prometheus anchors them); `{n}` is the escaped owner name
+_POD_PATTERNS = {
+    "Deployment": "{n}-[a-z0-9]{{1,10}}-[a-z0-9]{{5}}",
+    "ReplicaSet": "{n}-[a-z0-9]{{5}}",
+    "StatefulSet": "{n}-[0-9]+",
+    "DaemonSet": "{n}-[a-z0-9]{{5}}",
+    "Job": "{n}(-[0-9]+)?-[a-z0-9]{{5}}",
+    "CronJob": "{n}-[0-9]{{8,}}(-[0-9]+)?-[a-z0-9]{{5}}",
+}
+
+
+@dataclass(frozen=True)
+class WorkloadKey:
+    """The unit history is kept for: a controller (Deployment, StatefulSet, Job, CronJob…) or an app label."""
+
+    namespace: str
+    kind: str  # Deployment | ReplicaSet | StatefulSet | DaemonSet | Job | CronJob | label
+    name: str
+
+    def __str__(self) -> str:
+        return f"{self.namespace}/{self.kind}/{self.name}"
+
+
+def workload_key(pod: Mapping[str, Any], namespace: str) -> WorkloadKey | None:
+    """Owner first (ReplicaSet minus pod-template-hash is its Deployment), else `app.kubernetes.io/name`."""
+    meta = pod.get("metadata") or {}
+    labels = meta.get("labels") or {}
+    owners = [o for o in meta.get("ownerReferences") or [] if isinstance(o, dict)]
+    owner = next((o for o in owners if o.get("controller")), owners[0] if owners else None)
+    if owner is not None:
+        kind, name = str(owner.get("kind", "")), str(owner.get("name", ""))
+        if kind == "ReplicaSet" and name:
+            pth = str(labels.get("pod-template-hash", ""))
+            if pth and name.endswith("-" + pth):
+                return WorkloadKey(namespace, "Deployment", name.removesuffix("-" + pth))
+            return WorkloadKey(namespace, "ReplicaSet", name)
+        if kind == "Job" and name:
+            m = _CRONJOB_JOB.match(name)
+            if m:
+                return WorkloadKey(namespace, "CronJob", m.group("name"))
+            return WorkloadKey(namespace, "Job", name)
+        if kind in _POD_PATTERNS and name:
+            return WorkloadKey(namespace, kind, name)
+    app = labels.get(APP_NAME_LABEL)
+    if app:
+        return WorkloadKey(namespace, "label", str(app))
+    return None
+
+
+def _quote(value: str) -> str:
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def pod_selector(key: WorkloadKey) -> str | None:
+    """The `pod=~` regex for a controller key; None for label keys (those join `kube_pod_labels`)."""
+    pattern = _POD_PATTERNS.get(key.kind)
+    if pattern is None:
+        return None
+    return pattern.format(n=re.escape(key.name))
+
+
+def _range(metric: str, key: WorkloadKey, window: str) -> str:
+    """A range vector of `metric` for the workload over the window."""
+    ns = _quote(key.namespace)
+    regex = pod_selector(key)
+    if regex is not None:
+        return f"{metric}{{namespace={ns},pod=~{_quote(regex)}}}[{window}]"
+    label = "label_" + re.sub(r"[^a-zA-Z0-9_]", "_", APP_NAME_LABEL)
+    joined = (
+        f"{metric}{{namespace={ns}}} * on(namespace, pod) group_left() "
+        f"group by (namespace, pod) (kube_pod_labels{{namespace={ns},{label}={_quote(key.name)}}})"
+    )
+    return f"({joined})[{window}:1m]"
+
+
+def build_queries(key: WorkloadKey, window: str) -> dict[str, str]:
+    """Instant PromQL queries, each answering one number per container."""
+
+    def r(metric: str) -> str:
+        return _range(metric, key, window)
+
+    return {
+        "peak_memory_mib": f"max by (container) (max_over_time({r(FB_USED)}))",
+        "gpu_memory_mib": (
+            f"max by (container, modelName, {MIG_PROFILE}) "
+            f"(last_over_time({r(FB_USED)}) + last_over_time({r(FB_FREE)}))"
+        ),
+        "p95_compute": (
+            f"max by (container, modelName, {MIG_PROFILE}) (quantile_over_time(0.95, {r(GR_ENGINE_ACTIVE)}))"
+            f" or max by (container, modelName) (quantile_over_time(0.95, {r(GPU_UTIL)})) / 100"
+        ),
+        "samples": f"sum by (container) (count_over_time({r(FB_USED)}))",
+    }
+
+
+def usage_from_vectors(vectors: Mapping[str, list[dict[str, Any]]]) -> dict[str, Usage]:
+    """Per-container Usage from the `result` lists of the queries of `build_queries`.
+
+    Series measured on a MIG instance (label GPU_I_PROFILE, e.g. a pod this webhook already sliced) are
+    brought back to whole-GPU terms: compute is scaled by the instance's share of the GPU, and the GPU size
+    comes from the model name rather than the instance's framebuffer. Containers without a memory peak, or
+    with fewer than MIN_SAMPLES samples, have no history.
+    """
+    values: dict[str, dict[str, Any]] = {}
+    for name, result in vectors.items():
+        for series in result:
+            metric = series.get("metric") or {}
+            container = str(metric.get("container", ""))
+            try:
+                number = float(series["value"][1])
+            except (KeyError, IndexError, TypeError, ValueError):
+                continue
+            if math.isnan(number) or math.isinf(number):
+                continue
+            slot = values.setdefault(container, {})
+            model = metric.get("modelName")
+            if model:
+                slot["gpu_model"] = str(model)
+            mig = str(metric.get(MIG_PROFILE) or "")
+            if mig and name == "gpu_memory_mib":
+                continue  # an instance's framebuffer is not the GPU's
+            if mig and name == "p95_compute":
+                share = mig_compute_fraction(mig, str(model) if model else None)
+                if share is None:
+                    continue
+                number *= share
+            slot[name] = max(number, slot.get(name, number))
+    out: dict[str, Usage] = {}
+    for container, v in values.items():
+        if "peak_memory_mib" not in v or int(v.get("samples", 0)) < MIN_SAMPLES:
+            continue
+        compute = v.get("p95_compute")
+        out[container] = Usage(
+            peak_memory_mib=float(v["peak_memory_mib"]),
+            p95_compute=None if compute is None else min(max(float(compute), 0.0), 1.0),
+            gpu_memory_mib=v.get("gpu_memory_mib"),
+            gpu_model=v.get("gpu_model"),
+            samples=int(v.get("samples", 0)),
+        )
+    return out
+
+
+class HistorySource(Protocol):
+    """Where usage comes from. `fetch` returns per-container usage; empty when the workload has none."""
+
+    label: str
+
+    async def fetch(self, key: WorkloadKey) -> dict[str, Usage]: ...
+
+
+class RecordedHistory:
+    """A fixed table of usage (tests, the demo): no Prometheus involved, and the label says so."""
+
+    def __init__(
+        self,
+        table: Mapping[WorkloadKey, Mapping[str, Usage]],
+        label: str = "recorded",
+        delay: float = 0.0,
+        fail: bool = False,
+    ) -> None:
+        self.table = {k: dict(v) for k, v in table.items()}
+        self.label = label
+        self.delay = delay
+        self.fail = fail
+        self.calls = 0
+
+    async def fetch(self, key: WorkloadKey) -> dict[str, Usage]:
+        self.calls += 1
+        if self.delay:
+            await asyncio.sleep(self.delay)
+        if self.fail:
+            raise ConnectionError("recorded source set to fail")
+        return dict(self.table.get(key, {}))
+
+
+class PrometheusHistory:
+    """DCGM history from the Prometheus HTTP API (`/api/v1/query`, instant queries run concurrently)."""
+
+    def __init__(self, base_url: str, window: str = "7d", client: httpx.AsyncClient | None = None) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.window = window
+        self.label = f"prometheus:{self.base_url}"
+        self._client = client or httpx.AsyncClient(timeout=httpx.Timeout(30.0, connect=5.0))
+
+    async def _query(self, promql: str) -> list[dict[str, Any]]:
+        resp = await self._client.get(f"{self.base_url}/api/v1/query", params={"query": promql})
+        resp.raise_for_status()
+        body = resp.json()
+        if body.get("status") != "success":
+            raise RuntimeError(f"prometheus: {body.get('errorType', '?')}: {body.get('error', '?')}")
+        data = body.get("data") or {}
+        if data.get("resultType") != "vector":
+            raise RuntimeError(f"prometheus: expected a vector, got {data.get('resultType')}")
+        result: list[dict[str, Any]] = data.get("result") or []
+        return result
+
+    async def fetch(self, key: WorkloadKey) -> dict[str, Usage]:
+        queries = build_queries(key, self.window)
+        results = await asyncio.gather(*(self._query(q) for q in queries.values()))
+        return usage_from_vectors(dict(zip(queries, results, strict=True)))
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
+
+
+HistoryStatus = Literal["hit", "stale", "miss", "timeout", "error", "disabled"]
+
+
+@dataclass(frozen=True)
+class HistoryResult:
+    """What admission learns: the usage (possibly empty) and how fresh/reliable it is."""
+
+    status: HistoryStatus
+    usage: Mapping[str, Usage] = field(default_factory=dict)
+    note: str = ""
+
+
+@dataclass
+class _Entry:
+    usage: dict[str, Usage]
+    fetched: float
+    ok: bool
+    note: str
+    last_used: float
+
+
+class UsageHistory:
+    """TTL cache with stale-while-revalidate and a hard wait limit in front of a HistorySource."""
+
+    def __init__(
+        self,
+        source: HistorySource | None,
+        ttl: float = 300.0,
+        timeout: float = 2.0,
+        error_ttl: float = 30.0,
+        max_entries: int = 10_000,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.source = source
+        self.ttl = ttl
+        self.timeout = timeout
+        self.error_ttl = error_ttl
+        self.max_entries = max_entries
+        self._clock = clock
+        self._cache: dict[WorkloadKey, _Entry] = {}
+        self._inflight: dict[WorkloadKey, asyncio.Task[None]] = {}
+
+    @property
+    def label(self) -> str:
+        return self.source.label if self.source is not None else "none"
+
+    def set_source(self, source: HistorySource | None) -> None:
+        """Swap the source (the demo plugs a recorded one in); the cache is dropped."""
+        self.source = source
+        self._cache.clear()
+
+    async def lookup(self, key: WorkloadKey) -> HistoryResult:
+        if self.source is None:
+            return HistoryResult("disabled", {}, "no Prometheus configured")
+        now = self._clock()
+        entry = self._cache.get(key)
+        if entry is not None:
+            entry.last_used = now
+            fresh = now - entry.fetched < (self.ttl if entry.ok else self.error_ttl)
+            if not fresh:
+                self._spawn(key)
+            if not entry.ok:
+                return HistoryResult("error", {}, entry.note)
+            return HistoryResult("hit" if fresh else "stale", entry.usage)
+        task = self._spawn(key)
+        try:
+            await asyncio.wait_for(asyncio.shield(task), timeout=self.timeout)
+        except TimeoutError:
+            return HistoryResult("timeout", {}, f"history query took over {self.timeout:g}s")
+        entry = self._cache.get(key)
+        if entry is None or not entry.ok:
+            return HistoryResult("error", {}, entry.note if entry else "history fetch failed")
+        entry.last_used = self._clock()
+        return HistoryResult("miss", entry.usage)
+
+    def _spawn(self, key: WorkloadKey) -> asyncio.Task[None]:
+        task = self._inflight.get(key)
+        if task is None:
+            task = asyncio.get_running_loop().create_task(self._fetch(key), name=f"history:{key}")
+            self._inflight[key] = task
+        return task
+
+    async def _fetch(self, key: WorkloadKey) -> None:
+        source = self.source
+        try:
+            if source is None:
+                return
+            try:
+                usage = await source.fetch(key)
+                entry = _Entry(usage, self._clock(), True, "", self._clock())
+            except Exception as exc:  # any source failure is cached briefly, never raised to admission
+                note = f"history unavailable: {type(exc).__name__}: {exc}"[:100]
+                log.warning("history fetch failed", extra={"workload": str(key), "error": note})
+                old = self._cache.get(key)
+                if old is not None and old.ok:  # keep serving the last good answer
+                    old.fetched = self._clock() - self.ttl + self.error_ttl
+                    return
+                entry = _Entry({}, self._clock(), False, note, self._clock())
+            if source is self.source:
+                self._store(key, entry)
+        finally:
+            self._inflight.pop(key, None)
+
+    def _store(self, key: WorkloadKey, entry: _Entry) -> None:
+        old = self._cache.get(key)
+        if old is not None:
+            entry.last_used = max(entry.last_used, old.last_used)
+        self._cache[key] = entry
+        if len(self._cache) > self.max_entries:
+            victim = min(self._cache, key=lambda k: self._cache[k].last_used)
+            self._cache.pop(victim, None)
+
+    def refresh_due(self) -> list[asyncio.Task[None]]:
+        """Start refreshes for entries used lately that are close to expiry, so admission keeps hitting."""
+        now = self._clock()
+        tasks = []
+        for key, entry in list(self._cache.items()):
+            recently_used = now - entry.last_used < 4 * self.ttl
+            if recently_used and now - entry.fetched > 0.75 * self.ttl:
+                tasks.append(self._spawn(key))
+        return tasks
+
+    async def run_refresher(self, sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep) -> None:
+        """Background loop: refresh due entries every quarter TTL."""
+        while True:
+            await sleep(max(self.ttl / 4, 1.0))
+            self.refresh_due()
+
+    async def close(self) -> None:
+        for task in list(self._inflight.values()):
+            task.cancel()
+        for task in list(self._inflight.values()):
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        self._inflight.clear()
+        aclose = getattr(self.source, "aclose", None)
+        if aclose is not None:
+            await aclose()
