@@ -17,6 +17,7 @@ from app import __version__
 SUBCOMMAND_MODULES: tuple[str, ...] = (
     "app.commands.serve",
     "app.demo",
+    "certs.cli",
     "extender.replay.cli",
 )
 

@@ -31,6 +31,12 @@ def default_components() -> list[ComponentFactory]:
     from extender.component import ExtenderComponent
 
     factories.append(ExtenderComponent)
+    from webhook.component import WebhookComponent
+
+    factories.append(WebhookComponent)
+    from app.autoscaler.component import AutoscalerComponent
+
+    factories.append(AutoscalerComponent)
     return factories
 
 

@@ -69,6 +69,9 @@ class Settings(BaseSettings):
     scale_up_stabilization: float = Field(0.0, ge=0, le=3600)
     scale_down_stabilization: float = Field(300.0, ge=0, le=3600)
     capacity_config_name: str = "capacity-scaling-config"
+    autoscaler_stale_after: float = Field(90.0, gt=0, description="seconds; older vLLM samples are unknown")
+    autoscaler_metrics_ttl: float = Field(15.0, gt=0, description="seconds a Prometheus snapshot is reused")
+    autoscaler_write_status: bool = Field(False, description="patch VariantAutoscaling status each cycle")
 
     @field_validator("tls_cert", "tls_key", "config")
     @classmethod

@@ -158,10 +158,9 @@ class NodeStateAdapter:
                 except InventoryError as exc:
                     bad[name] = f"cannot read node: {exc}"
                     continue
-                old = self.infos.get(info.name)
                 row = self.state.index.get(info.name)
-                if old is None or row is None or old.resource_version != info.resource_version or old != info:
-                    row = self.upsert_node_info(info)
+                if row is None or self.infos.get(info.name) is not info or not self.state.alive[row]:
+                    row = self.upsert_node_info(info)  # parsed objects are cached: `is` means unchanged
                 rows.append(row)
                 names.append(info.name)
         return rows, names, bad

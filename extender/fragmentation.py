@@ -364,32 +364,38 @@ def _frag_eval(
     return best, gpu, before
 
 
+#: weight of the packing tie-break inside one integer fragmentation score (< 1: never overrides ΔF)
+PACK_TIE_BREAK = 0.9
+
+
 def resource_scores(
     state: ClusterState, rows: IntArray, req: PodRequest, frag: TypicalPodLearner | None
 ) -> FloatArray:
     """The extender's `fragmentation` resource part: 0..100 floats aligned with `rows`, higher = better.
 
-    100·sigmoid(ΔF/1000) like FGD but not truncated (truncation makes ties that then go to chance), plus
-    a small packing term that breaks the remaining ties towards nodes with less idle GPU (best fit).
+    GPU pods: FGD's integer score int(100·sigmoid(ΔF/1000)) — the truncation is kept on purpose: it makes
+    ties, and ties broken by packing (fuller node first, then a fixed node order) beat raw floats by ~1 point
+    (docs/simulation.md) — plus < 1 point of packing. CPU-only pods: the node with the least idle GPU, so
+    CPU is spent where GPUs are gone and GPU-rich nodes keep the CPU their GPUs need.
     """
     rows = np.asarray(rows, dtype=np.int64)
     if len(rows) == 0:
         return np.zeros(0)
+    idle = state.gpu_left[rows].sum(axis=1).astype(np.float64)
+    if not req.wants_gpu:
+        return np.clip(100.0 - idle / 80.0, 0.0, 100.0)  # type: ignore[no-any-return]
     if frag is None:
         frag = TypicalPodLearner()
         frag.observe(req)
     best, _, _ = _frag_eval(state, rows, req, frag)
-    with np.errstate(over="ignore"):
-        sig = 100.0 / (1.0 + np.exp(-(best / 1000.0)))
-    idle = state.gpu_left[rows].sum(axis=1).astype(np.float64)
     cap = np.maximum(state.gpu_count[rows], 1).astype(np.float64) * GPU_MILLI
     pack = 1.0 - idle / cap  # 0 (all idle) .. 1 (all used)
-    return np.clip(sig * 0.99 + pack, 0.0, 100.0)  # type: ignore[no-any-return]
+    return np.clip(fgd_int_scores(best) * 0.99 + PACK_TIE_BREAK * pack, 0.0, 100.0)  # type: ignore[no-any-return]
 
 
 def choose_gpu(state: ClusterState, row: int, req: PodRequest, frag: TypicalPodLearner | None) -> list[int]:
-    """GPUs for `req` on node `row`: whole GPUs → the first free ones by index; a share → the GPU whose use
-    creates the least fragmentation, ties → the fullest GPU that fits, then the lowest index."""
+    """GPUs for `req` on node `row`: whole GPUs → the first free ones by index; a share → the GPU with the
+    best integer fragmentation score, ties → the fullest GPU that fits, then the lowest index."""
     if not req.wants_gpu:
         return []
     if not req.is_shared:
@@ -403,7 +409,7 @@ def choose_gpu(state: ClusterState, row: int, req: PodRequest, frag: TypicalPodL
     if not len(cands.cand_gpu):
         raise ValueError(f"node {state.names[row]} has no GPU with {req.gpu_milli} milli left")
     left = state.gpu_left[row, cands.cand_gpu]
-    order = np.lexsort((cands.cand_gpu, left, -np.round(cands.delta, 6)))
+    order = np.lexsort((cands.cand_gpu, left, -fgd_int_scores(cands.delta)))
     return [int(cands.cand_gpu[order[0]])]
 
 

@@ -63,6 +63,10 @@ def parse_args(body: bytes) -> tuple[ExtenderArgs, PodAsk]:
         err = exc.errors()[0]
         loc = ".".join(str(p) for p in err.get("loc", ())) or "body"
         raise BadRequest(f"{loc}: {err.get('msg', 'invalid')}") from exc
+    if args.Nodes is not None:
+        for i, item in enumerate(args.Nodes.items):
+            if not isinstance(item, dict):
+                raise BadRequest(f"Nodes.items.{i}: expected a Node object, got {type(item).__name__}")
     if args.Nodes is None and args.NodeNames is None:
         raise BadRequest("Nodes/NodeNames: one of them must be given (NodeNames when nodeCacheCapable)")
     try:

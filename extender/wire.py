@@ -24,7 +24,8 @@ class NodeList(BaseModel):
 
     model_config = ConfigDict(extra="allow")
     metadata: dict[str, Any] | None = None
-    items: list[dict[str, Any]] = Field(default_factory=list)
+    #: Node objects; `list[Any]` so pydantic does not copy 1,000 big dicts (routes check each is an object)
+    items: list[Any] = Field(default_factory=list)
 
 
 class ExtenderArgs(BaseModel):

@@ -47,7 +47,9 @@ class Outcome:
 
     response: AdmissionResponse
     ops: list[Op]
-    outcome: str  # metric label: mutated | pinned | kept | no_fit | no_history | unknown_gpu | skipped | error
+    outcome: (
+        str  # metric label: mutated | pinned | kept | no_fit | no_history | unknown_gpu | skipped | error
+    )
     profile: str  # metric label: the profile applied, or "none"
     reasons: list[str]
     warnings: list[str]
@@ -186,9 +188,9 @@ def decide(
             return _respond(review, [], "error", "none", [*reasons, why], [*warnings, warn(why)], log)
         if pin not in offered_any:
             warnings.append(warn(f"pinned profile {pin} is offered by no node yet; the pod may stay Pending"))
-        rewrites = {i: pin for i, _ in singles}
+        pinned = {i: pin for i, _ in singles}
         why = f"pinned by {ANN_MIG}={pin}"
-        ops = build_patch(pod, rewrites, _result_annotations(why))
+        ops = build_patch(pod, pinned, _result_annotations(why))
         reasons.append(why)
         warnings.append(warn(f"nvidia.com/gpu: 1 -> nvidia.com/mig-{pin} ({why})"))
         return _respond(review, ops, "pinned", pin, reasons, warnings, log)
@@ -238,15 +240,17 @@ def decide(
         line = f"container {name}: " + (f"-> {d.profile}: {d.reason}" if d.profile else d.reason)
         reasons.append(line)
         warnings.append(warn(line if d.profile else line + "; left unchanged"))
-    log["decisions"] = {n: {"profile": d.profile, "outcome": d.outcome, **d.details} for n, d in decisions.items()}
+    log["decisions"] = {
+        n: {"profile": d.profile, "outcome": d.outcome, **d.details} for n, d in decisions.items()
+    }
     if not rewrites:
         outcomes = [d.outcome for d in decisions.values()]
         outcome = next((o for o in ("kept", "no_fit", "unknown_gpu", "no_history") if o in outcomes), "kept")
         return _respond(review, [], outcome, "none", reasons, warnings, log)
     text = "; ".join(f"{n}: {d.profile} ({d.reason})" for n, d in decisions.items() if d.profile)
     ops = build_patch(pod, rewrites, _result_annotations(text))
-    profiles = sorted(set(rewrites.values()))
-    return _respond(review, ops, "mutated", ",".join(profiles), reasons, warnings, log)
+    applied = sorted(set(rewrites.values()))
+    return _respond(review, ops, "mutated", ",".join(applied), reasons, warnings, log)
 
 
 def _result_annotations(reason: str) -> dict[str, str]:

@@ -1,7 +1,7 @@
 """MIG profile geometry and the pure profile choice.
 
-Geometry lives in `webhook/data/mig_profiles.json` (derived from the shared reference table, checked against it
-by the tests); this module only reads it. Nothing here does I/O after import or knows about HTTP.
+Geometry lives in `webhook/data/mig_profiles.json` (derived from the shared reference table, checked against
+it by the tests); this module only reads it. Nothing here does I/O after import or knows about HTTP.
 """
 
 from __future__ import annotations
@@ -203,7 +203,8 @@ def choose_profile(
     """Smallest offered profile of `gpu_product` with memory >= peak x (1 + headroom) and compute >= p95.
 
     Only when the history says the container uses less than `threshold` of its GPU in both memory and
-    compute. Profiles with media extensions (`+me`, one per GPU) are never chosen automatically.
+    compute. Profiles with media extensions (`+me`, one per GPU) and whole-GPU instances (`7g.*`) are never
+    chosen automatically.
     """
     geo = geometry_for(gpu_product)
     if geo is None:
@@ -232,6 +233,8 @@ def choose_profile(
     for prof in geo.profiles:  # ordered small to large
         if prof.media_extensions or prof.name not in offered_set:
             continue
+        if prof.compute_slices >= geo.compute_slices_total:
+            continue  # a whole-GPU instance saves nothing over nvidia.com/gpu: 1
         if prof.memory_gib >= need_gib and prof.compute_fraction >= compute:
             reason = (
                 f"peak {usage.peak_memory_mib / 1024:.1f}GiB+{headroom:.0%}<={prof.memory_gib:g}GiB, "

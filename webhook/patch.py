@@ -76,7 +76,9 @@ def annotation_ops(pod: Mapping[str, Any], annotations: Mapping[str, str]) -> li
         return [{"op": "add", "path": "/metadata", "value": {"annotations": dict(wanted)}}]
     if current is None:
         return [{"op": "add", "path": "/metadata/annotations", "value": dict(wanted)}]
-    return [{"op": "add", "path": f"/metadata/annotations/{escape(k)}", "value": v} for k, v in wanted.items()]
+    return [
+        {"op": "add", "path": f"/metadata/annotations/{escape(k)}", "value": v} for k, v in wanted.items()
+    ]
 
 
 def encode(ops: list[Op]) -> str:

@@ -15,7 +15,7 @@ import logging
 import math
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from typing import Any, Protocol
 
 import httpx
@@ -89,6 +89,9 @@ def build_queries(window: str = "1m") -> dict[str, str]:
     }
 
 
+_SAMPLE_FIELDS = frozenset(f.name for f in fields(PodSample))
+
+
 def _value(raw: Any) -> float | None:
     try:
         v = float(raw)
@@ -110,7 +113,7 @@ def merge_results(results: Mapping[str, list[dict[str, Any]]], fetched_at: float
             if v is None:
                 continue
             attr = labels.get("wva_q") if name == "load" else name
-            if attr is None:
+            if attr not in _SAMPLE_FIELDS:
                 continue
             fields_by_pod.setdefault((ns, pod), {})[attr] = v
     return MetricsSnapshot(
@@ -178,7 +181,7 @@ class PrometheusSource:
         return snap
 
     async def snapshot(self) -> MetricsSnapshot:
-        """The cached snapshot if younger than the TTL, else a fresh one (one fetch for concurrent callers)."""
+        """The cached snapshot if younger than the TTL, else a fresh one (single-flight)."""
         async with self._lock:
             cached = self._cached
             if cached is not None and cached.error is None and self._clock() - cached.fetched_at < self.ttl_s:

@@ -59,7 +59,8 @@ class CapacityConfig:
             errs.append(f"queueSpareTrigger must be >= 0, got {self.queue_spare_trigger}")
         if self.kv_cache_threshold < self.kv_spare_trigger:
             errs.append(
-                f"kvCacheThreshold ({self.kv_cache_threshold}) must be >= kvSpareTrigger ({self.kv_spare_trigger})"
+                f"kvCacheThreshold ({self.kv_cache_threshold}) must be >= "
+                f"kvSpareTrigger ({self.kv_spare_trigger})"
             )
         if self.analyzer not in ("saturation", "queueing"):
             errs.append(f"analyzerName must be 'saturation' or 'queueing', got {self.analyzer!r}")
@@ -177,7 +178,9 @@ def parse_capacity_config(data: Mapping[str, Any] | None) -> CapacityConfigSet:
             errors.append(f"entry {key!r} skipped")
             continue
         overrides[scope] = merged
-    return CapacityConfigSet(default=default, overrides=overrides, errors=tuple(errors), default_source=source)
+    return CapacityConfigSet(
+        default=default, overrides=overrides, errors=tuple(errors), default_source=source
+    )
 
 
 def config_fields() -> list[str]:

@@ -83,7 +83,10 @@ class PodIndex:
         self.by_label: dict[tuple[str, str, str], list[Obj]] = {}
         for pod in pods:
             meta = pod.get("metadata") or {}
-            if meta.get("deletionTimestamp") or (pod.get("status") or {}).get("phase") in ("Succeeded", "Failed"):
+            if meta.get("deletionTimestamp") or (pod.get("status") or {}).get("phase") in (
+                "Succeeded",
+                "Failed",
+            ):
                 continue
             ns = str(meta.get("namespace") or "")
             self.by_ns.setdefault(ns, []).append(pod)

@@ -105,7 +105,9 @@ def max_rate(
         m = solve(p, in_tokens, out_tokens, rate)
         if m is None:
             return False
-        return (ttft_slo_ms is None or m.ttft_ms <= ttft_slo_ms) and (itl_slo_ms is None or m.itl_ms <= itl_slo_ms)
+        return (ttft_slo_ms is None or m.ttft_ms <= ttft_slo_ms) and (
+            itl_slo_ms is None or m.itl_ms <= itl_slo_ms
+        )
 
     if not ok(lo_bound):
         return 0.0

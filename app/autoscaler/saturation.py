@@ -15,21 +15,22 @@ Rules (WVA saturation analyzer V1, with the issue's safety additions):
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import math
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from enum import Enum
+from enum import StrEnum
 
 from app.autoscaler.config import CapacityConfig, CapacityConfigSet
 
 
-class Action(str, Enum):
+class Action(StrEnum):
     SCALE_UP = "scale_up"
     SCALE_DOWN = "scale_down"
     NONE = "none"
     HOLD = "hold"
 
 
-class ReplicaState(str, Enum):
+class ReplicaState(StrEnum):
     SATURATED = "saturated"
     OK = "ok"
     UNKNOWN = "unknown"
@@ -127,6 +128,8 @@ def classify(replica: Replica, cfg: CapacityConfig, params: EngineParams) -> Rep
     m = replica.metrics
     if m is None or m.kv is None or m.queue is None or m.age_s is None or m.age_s > params.stale_after_s:
         return ReplicaState.UNKNOWN
+    if not (math.isfinite(m.kv) and math.isfinite(m.queue)):
+        return ReplicaState.UNKNOWN
     if m.kv >= cfg.kv_cache_threshold or m.queue >= cfg.queue_length_threshold:
         return ReplicaState.SATURATED
     return ReplicaState.OK
@@ -178,7 +181,9 @@ def _clamp(v: Variant, desired: int) -> tuple[int, str | None]:
     return desired, None
 
 
-def _finish(v: Variant, desired: int, action: Action, reasons: list[str], a: ModelAnalysis | None) -> Decision:
+def _finish(
+    v: Variant, desired: int, action: Action, reasons: list[str], a: ModelAnalysis | None
+) -> Decision:
     clamped, why = _clamp(v, desired)
     if why is not None:
         reasons = [*reasons, why]
@@ -189,7 +194,48 @@ def _finish(v: Variant, desired: int, action: Action, reasons: list[str], a: Mod
     return Decision(variant=v, desired=clamped, action=action, reasons=tuple(reasons), analysis=a)
 
 
-def decide_model(variants: Sequence[Variant], cfg: CapacityConfig, params: EngineParams) -> list[Decision]:
+@dataclass(frozen=True)
+class QueueingInput:
+    """For `analyzerName: queueing`: the model's arrival rate and each variant's SLO capacity per replica."""
+
+    rate: float  # req/s over the whole model
+    capacity: dict[str, float]  # variant name -> req/s one replica serves within the SLO
+
+
+def _queueing_choice(
+    ordered: Sequence[Variant], q: QueueingInput
+) -> tuple[Variant | None, Action, str] | None:
+    """±1 from the queueing model, or None when some variant has no capacity figure (fall back)."""
+    if any(q.capacity.get(v.name, 0.0) <= 0 for v in ordered):
+        return None
+    supply = sum(v.current * q.capacity[v.name] for v in ordered)
+    facts = f"arrival {q.rate:.2f} req/s, SLO capacity {supply:.2f} req/s"
+    if q.rate > supply:
+        ups = [
+            v for v in ordered if v.pending == 0 and (v.max_replicas is None or v.current < v.max_replicas)
+        ]
+        if not ups:
+            return (
+                None,
+                Action.NONE,
+                f"queueing: scale-up needed but every variant is at maxReplicas: {facts}",
+            )
+        v = min(ups, key=lambda v: (v.cost / q.capacity[v.name], v.name))
+        return v, Action.SCALE_UP, f"queueing: scale up {v.name} (cheapest per req/s): {facts}"
+    downs = [v for v in ordered if v.current > max(v.min_replicas, 0)]
+    if downs:
+        v = max(downs, key=lambda v: (v.cost / q.capacity[v.name], v.name))
+        if q.rate <= supply - q.capacity[v.name]:
+            return v, Action.SCALE_DOWN, f"queueing: scale down {v.name} (dearest per req/s): {facts}"
+    return None, Action.NONE, f"queueing: within SLO capacity: {facts}"
+
+
+def decide_model(
+    variants: Sequence[Variant],
+    cfg: CapacityConfig,
+    params: EngineParams,
+    queueing: QueueingInput | None = None,
+) -> list[Decision]:
     """Decisions for every variant of one model (same model_id, same namespace)."""
     ordered = sorted(variants, key=lambda v: v.name)
     # 1. hold while replicas are starting (pending, pods not matching the count, or a pod not ready)
@@ -214,7 +260,9 @@ def decide_model(variants: Sequence[Variant], cfg: CapacityConfig, params: Engin
         reason = f"hold: no fresh metrics for {shown}"
         return [_finish(v, v.current, Action.HOLD, [reason], None) for v in ordered]
     if not samples:
-        return [_finish(v, v.current, Action.HOLD, ["hold: model has no running replica"], None) for v in ordered]
+        return [
+            _finish(v, v.current, Action.HOLD, ["hold: model has no running replica"], None) for v in ordered
+        ]
     # 3. analysis over all replicas of the model
     a = analyze(samples, cfg)
     facts = (
@@ -224,8 +272,13 @@ def decide_model(variants: Sequence[Variant], cfg: CapacityConfig, params: Engin
     chosen: Variant | None = None
     action = Action.NONE
     why = f"within band: {facts}"
-    if a.should_scale_up:
-        ups = [v for v in ordered if v.pending == 0 and (v.max_replicas is None or v.current < v.max_replicas)]
+    picked = _queueing_choice(ordered, queueing) if cfg.analyzer == "queueing" and queueing else None
+    if picked is not None:
+        chosen, action, why = picked
+    elif a.should_scale_up:
+        ups = [
+            v for v in ordered if v.pending == 0 and (v.max_replicas is None or v.current < v.max_replicas)
+        ]
         if ups:
             chosen = min(ups, key=lambda v: (v.cost, v.name))
             action = Action.SCALE_UP
@@ -259,11 +312,15 @@ def group_models(variants: Iterable[Variant]) -> dict[tuple[str, str], list[Vari
 
 
 def decide(
-    variants: Iterable[Variant], configs: CapacityConfigSet, params: EngineParams | None = None
+    variants: Iterable[Variant],
+    configs: CapacityConfigSet,
+    params: EngineParams | None = None,
+    queueing: Mapping[tuple[str, str], QueueingInput] | None = None,
 ) -> list[Decision]:
     """Decisions for every variant of every model, each model with its own (merged) config."""
     params = params or EngineParams()
     out: list[Decision] = []
     for (ns, model_id), group in group_models(variants).items():
-        out.extend(decide_model(group, configs.for_model(model_id, ns), params))
+        q = queueing.get((ns, model_id)) if queueing else None
+        out.extend(decide_model(group, configs.for_model(model_id, ns), params, q))
     return out

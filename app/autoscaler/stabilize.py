@@ -39,8 +39,14 @@ class Stabilizer:
         if value == desired:
             return value, None
         if desired > current:
-            return value, f"scale-up stabilised to {value}: lowest recommendation in the last {self.up_window_s:g}s"
-        return value, f"scale-down stabilised to {value}: highest recommendation in the last {self.down_window_s:g}s"
+            return (
+                value,
+                f"scale-up stabilised to {value}: lowest recommendation in the last {self.up_window_s:g}s",
+            )
+        return (
+            value,
+            f"scale-down stabilised to {value}: highest recommendation in the last {self.down_window_s:g}s",
+        )
 
     def forget(self, keep: set[Hashable]) -> None:
         """Drop the history of keys no longer present (deleted variants)."""

@@ -53,6 +53,8 @@ def run(args: argparse.Namespace) -> int:
     app = create_app(settings, cluster=cluster)
     ssl: dict[str, Any] = {}
     if settings.tls_cert and settings.tls_key:
-        ssl = {"ssl_certfile": str(settings.tls_cert), "ssl_keyfile": str(settings.tls_key)}
+        from certs.reload import uvicorn_ssl_options  # reloads the pair when the files change
+
+        ssl = uvicorn_ssl_options(settings.tls_cert, settings.tls_key)
     uvicorn.run(app, host=settings.host, port=settings.port, log_config=None, access_log=False, **ssl)
     return 0

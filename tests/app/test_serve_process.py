@@ -77,7 +77,8 @@ def test_json_logs_carry_extra_fields() -> None:
         setup_logging("INFO", stream)
         logging.getLogger("app.test").info("decided", extra={"pod": "p1", "score": 7, "color_message": "x"})
     finally:
-        root.handlers[:], _ = saved[0], root.setLevel(saved[1])
+        root.handlers[:] = saved[0]
+        root.setLevel(saved[1])
     record = json.loads(stream.getvalue())
     assert record["msg"] == "decided" and record["pod"] == "p1" and record["score"] == 7
     assert record["level"] == "INFO" and record["logger"] == "app.test"

@@ -47,6 +47,10 @@ def test_every_setting_reads_its_env_variable(name: str, monkeypatch: pytest.Mon
     default = Settings.model_fields[name].default
     sample: dict[type, str] = {float: "12.5", int: "1234", str: "x-value"}
     value = sample.get(type(default), "x-value")
+    if isinstance(default, bool):
+        value = "False" if default else "True"
+    elif isinstance(default, float) and default < 1:  # shares and thresholds
+        value = "0.5"
     if name in {"log_level"}:
         value = "ERROR"
     elif name == "resource_policy":

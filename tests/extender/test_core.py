@@ -1,0 +1,176 @@
+"""The pure core: topology tables, score parts, GPU choice, the 0..10 mapping, the fragmentation branch."""
+
+from __future__ import annotations
+
+import importlib
+
+import numpy as np
+import pytest
+
+from extender.core import (
+    ScoringConfig,
+    choose_gpus,
+    filter_nodes,
+    score_nodes,
+    score_parts,
+    to_extender_scores,
+)
+from extender.inventory import PodAsk
+from extender.nodestate import GpuClusterState
+from extender.state import ClusterState, NodeCapacity, PodRequest
+from extender.topology import NEUTRAL, TopologyIndex, TopologyShape, link_score
+from tests.extender.conftest import BRIDGED_4, L40S_4, NV18_8
+
+ONE = PodRequest(cpu_milli=1000, memory_mib=1024, gpu_count=1, gpu_milli=1000)
+TWO = PodRequest(cpu_milli=1000, memory_mib=1024, gpu_count=2, gpu_milli=1000)
+
+
+def build(*specs: tuple[int, list[list[str]] | None]) -> tuple[ClusterState, TopologyIndex]:
+    st = ClusterState.from_nodes(
+        [NodeCapacity(f"n{i}", 64000, 512000, g, "m") for i, (g, _) in enumerate(specs)]
+    )
+    topo = TopologyIndex()
+    for i, (_, links) in enumerate(specs):
+        topo.set_node(i, links)
+    return st, topo
+
+
+def test_link_order() -> None:
+    order = [link_score(t) for t in ("NV18", "NV12", "NV1", "PIX", "PXB", "PHB", "NODE", "SYS")]
+    assert order == sorted(order, reverse=True) and order[0] == 100.0
+
+
+def test_shapes_are_shared() -> None:
+    _, topo = build((8, NV18_8), (8, NV18_8), (4, L40S_4))
+    assert len(topo.shapes) == 2
+
+
+def test_two_gpus_get_the_nvlink_pair() -> None:
+    st, topo = build((4, BRIDGED_4))
+    assert choose_gpus(st, 0, TWO, ScoringConfig(), topo) == [0, 1]
+    st.place(0, ONE, [0])  # pair 0-1 broken: 2-3 is the NVLink pair left
+    assert choose_gpus(st, 0, TWO, ScoringConfig(), topo) == [2, 3]
+
+
+def test_single_gpu_does_not_break_an_nvlink_island() -> None:
+    st, topo = build((4, BRIDGED_4))
+    st.place(0, ONE, [2])  # free: 0, 1 (NVLink pair), 3 (alone)
+    assert choose_gpus(st, 0, ONE, ScoringConfig(), topo) == [3]
+
+
+def test_single_gpu_prefers_pcie_node_over_breaking_nvswitch() -> None:
+    st, topo = build((8, NV18_8), (4, L40S_4))
+    parts = score_parts(st, np.array([0, 1]), ONE, ScoringConfig(), topo)
+    assert parts.topology[1] > parts.topology[0]
+
+
+def test_unknown_topology_is_neutral() -> None:
+    st, topo = build((8, None), (8, NV18_8))
+    parts = score_parts(st, np.array([0, 1]), TWO, ScoringConfig(), topo)
+    assert parts.topology[0] == NEUTRAL and parts.topology[1] > NEUTRAL
+    assert np.all(score_parts(st, np.array([0, 1]), TWO, ScoringConfig(), None).topology == NEUTRAL)
+
+
+def test_binpack_and_spread() -> None:
+    st, topo = build((8, NV18_8), (8, NV18_8))
+    st.place(0, PodRequest(gpu_count=4, gpu_milli=1000), [0, 1, 2, 3])
+    rows = np.array([0, 1])
+    pack = score_parts(st, rows, ONE, ScoringConfig(), topo).resource
+    spread = score_parts(st, rows, ONE, ScoringConfig(resource_policy="spread"), topo).resource
+    assert pack[0] > pack[1] and spread[0] < spread[1]
+
+
+def test_memory_fit_prefers_smallest_gpu_that_fits() -> None:
+    st = GpuClusterState()
+    st.add_gpu_node(NodeCapacity("big", 64000, 512000, 8, "h200"), gpu_mem_mib=143771)
+    st.add_gpu_node(NodeCapacity("small", 64000, 512000, 8, "a100"), gpu_mem_mib=81920)
+    ask = PodAsk(req=ONE, gpu_memory_mib=40 * 1024)
+    res = score_parts(st, np.array([0, 1]), ask, ScoringConfig()).resource
+    assert res[1] > res[0]
+
+
+def test_balance_penalises_lopsided_nodes() -> None:
+    st = ClusterState.from_nodes([NodeCapacity("a", 64000, 512000, 8), NodeCapacity("b", 64000, 512000, 8)])
+    st.place(1, PodRequest(cpu_milli=60000, memory_mib=500000), [])
+    bal = score_parts(st, np.array([0, 1]), ONE, ScoringConfig()).balance
+    assert bal[0] > bal[1]
+
+
+def test_scores_in_range_and_mapping() -> None:
+    st, topo = build((8, NV18_8), (4, L40S_4), (8, None))
+    s = score_nodes(st, np.array([0, 1, 2]), TWO, ScoringConfig(), topo)
+    assert np.all((s >= 0) & (s <= 100))
+    assert to_extender_scores(np.array([0.0, 4.9, 5.0, 94.9, 95.0, 100.0, np.nan])).tolist() == [
+        0,
+        0,
+        1,
+        9,
+        10,
+        10,
+        0,
+    ]
+
+
+def test_shared_gpu_best_fit() -> None:
+    st, topo = build((4, BRIDGED_4))
+    st.place(0, PodRequest(gpu_count=1, gpu_milli=300), [3])
+    st.place(0, PodRequest(gpu_count=1, gpu_milli=600), [1])
+    half = PodRequest(gpu_count=1, gpu_milli=300)
+    assert choose_gpus(st, 0, half, ScoringConfig(), topo) == [1]  # 400 left: the tightest fit
+    assert score_parts(st, np.array([0]), half, ScoringConfig(), topo).topology[0] == 100.0
+
+
+def test_filter_reasons() -> None:
+    st, topo = build((8, NV18_8), (4, L40S_4))
+    st.place(0, PodRequest(gpu_count=6, gpu_milli=1000), [0, 1, 2, 3, 4, 5])
+    out = filter_nodes(st, np.array([0, 1]), PodRequest(gpu_count=4, gpu_milli=1000), topo)
+    assert out.failed == {0: "needs 4 free GPUs, node has 2"}
+    assert out.passed.tolist() == [1]
+    out = filter_nodes(st, np.array([0, 1]), PodRequest(gpu_count=6, gpu_milli=1000), topo)
+    assert out.unresolvable == {1: "needs 6 GPUs, node has 4 in total"}
+    req = PodAsk(req=TWO, topology="required")
+    out = filter_nodes(st, np.array([0, 1]), req, topo)
+    assert out.passed.tolist() == [0]
+    assert out.unresolvable[1].startswith("no all-NVLink set of 2 GPUs")
+
+
+def test_greedy_above_eight_gpus() -> None:
+    links = [
+        ["X" if i == j else ("NV18" if (i < 8) == (j < 8) else "SYS") for j in range(16)] for i in range(16)
+    ]
+    shape = TopologyShape(tuple(tuple(r) for r in links))
+    assert not shape.exact
+    val, mask = shape.lookup((1 << 16) - 1, 4)
+    assert val > 0 and bin(mask).count("1") == 4
+    assert shape.largest_nvlink((1 << 16) - 1) == 8
+
+
+def test_fragmentation_policy_delegates() -> None:
+    frag = importlib.import_module("extender.fragmentation")
+    st, topo = build((8, NV18_8), (8, NV18_8))
+    learner = frag.TypicalPodLearner()
+    learner.observe(ONE)
+    cfg = ScoringConfig(resource_policy="fragmentation")
+    s = score_nodes(st, np.array([0, 1]), ONE, cfg, topo, learner)
+    assert s.shape == (2,) and np.all((s >= 0) & (s <= 100))
+    assert len(choose_gpus(st, 0, ONE, cfg, topo, learner)) == 1
+
+
+def test_fragmentation_missing_module(monkeypatch: pytest.MonkeyPatch) -> None:
+    import extender.core as core
+
+    def missing(name: str) -> object:
+        raise ImportError(name)
+
+    monkeypatch.setattr(core.importlib, "import_module", missing)
+    st, topo = build((8, NV18_8))
+    with pytest.raises(NotImplementedError, match="fragmentation"):
+        score_nodes(st, np.array([0]), ONE, ScoringConfig(resource_policy="fragmentation"), topo)
+    assert len(score_nodes(st, np.array([0]), ONE, ScoringConfig(), topo)) == 1
+
+
+def test_config_validation() -> None:
+    with pytest.raises(ValueError):
+        ScoringConfig(resource_policy="tetris")
+    with pytest.raises(ValueError):
+        ScoringConfig(0, 0, 0)

@@ -1,0 +1,150 @@
+"""The webhook capability: wires the pure decision to the cluster view, the history cache and metrics."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+from collections.abc import Mapping
+from typing import Any
+
+from fastapi import APIRouter
+from prometheus_client import Counter, Histogram
+
+from app.context import AppContext
+from app.metrics import REGISTRY
+from app.settings import Settings
+from webhook.decide import Params, decide, fail_open, history_key
+from webhook.history import HistoryResult, HistorySource, PrometheusHistory, UsageHistory
+from webhook.mig import offered_profiles
+from webhook.models import ReviewError, parse_review
+
+log = logging.getLogger(__name__)
+
+MUTATIONS = Counter(
+    "gpu_autoscaler_webhook_mutations_total",
+    "Admission reviews answered by the MIG webhook, by outcome and applied profile ('none' if unchanged)",
+    ["outcome", "profile"],
+    registry=REGISTRY,
+)
+REVIEW_SECONDS = Histogram(
+    "gpu_autoscaler_webhook_review_seconds",
+    "Time to answer one admission review (parse, history lookup, decision)",
+    buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1.0, 2.5),
+    registry=REGISTRY,
+)
+HISTORY_LOOKUPS = Counter(
+    "gpu_autoscaler_webhook_history_lookups_total",
+    "Usage-history lookups by cache status (hit, stale, miss, timeout, error, disabled)",
+    ["status"],
+    registry=REGISTRY,
+)
+
+
+class WebhookComponent:
+    """POST /mutate. History comes from Prometheus when `prometheus_url` is set; the demo plugs its own."""
+
+    name = "webhook"
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.params = Params(threshold=settings.mig_underuse_threshold, headroom=settings.mig_headroom)
+        self.history = UsageHistory(
+            None, ttl=settings.history_cache_ttl_seconds, timeout=settings.history_timeout_seconds
+        )
+        self._ctx: AppContext | None = None
+        self._offers: tuple[int, dict[str, frozenset[str]]] = (-1, {})
+        self._refresher: asyncio.Task[None] | None = None
+
+    def router(self) -> APIRouter:
+        from webhook.routes import build_router
+
+        return build_router(self)
+
+    async def start(self, ctx: AppContext) -> None:
+        self._ctx = ctx
+        if self.settings.prometheus_url and self.history.source is None:
+            self.history.set_source(
+                PrometheusHistory(self.settings.prometheus_url, self.settings.history_window)
+            )
+        self._refresher = asyncio.get_running_loop().create_task(self.history.run_refresher())
+        log.info("webhook started", extra={"history": self.history.label, **vars(self.params)})
+
+    async def stop(self) -> None:
+        if self._refresher is not None:
+            self._refresher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._refresher
+        await self.history.close()
+
+    def set_history_source(self, source: HistorySource | None) -> None:
+        """Plug a history source (the demo's recorded one, tests' fakes)."""
+        self.history.set_source(source)
+
+    # -- cluster facts, cached per cluster-view generation ---------------------------------------
+    def offers(self) -> dict[str, frozenset[str]]:
+        if self._ctx is None:
+            return {}
+        cluster = self._ctx.cluster
+        gen, cached = self._offers
+        if gen != cluster.generation:
+            cached = offered_profiles(cluster.list("Node"))
+            self._offers = (cluster.generation, cached)
+        return cached
+
+    def namespace_labels(self, namespace: str) -> Mapping[str, str] | None:
+        if self._ctx is None or not namespace:
+            return None
+        ns = self._ctx.cluster.get("Namespace", namespace)
+        if ns is None:
+            return None
+        labels: Mapping[str, str] = (ns.get("metadata") or {}).get("labels") or {}
+        return labels
+
+    # -- one review ------------------------------------------------------------------------------
+    async def handle(self, body: bytes) -> tuple[int, dict[str, Any]]:
+        """(HTTP status, JSON body) for one POST /mutate. Malformed -> 400; otherwise always allowed."""
+        started = time.perf_counter()
+        try:
+            raw = json.loads(body)
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            return 400, {"error": f"body: not valid JSON: {exc}"}
+        try:
+            review = parse_review(raw)
+        except ReviewError as exc:
+            log.info("webhook malformed review", extra={"error": str(exc)})
+            return 400, {"error": str(exc), "field": exc.field}
+        req = review.request
+        try:
+            ns_labels = self.namespace_labels(req.namespace or "")
+            key = history_key(review, ns_labels)
+            history: HistoryResult | None = None
+            if key is not None:
+                history = await self.history.lookup(key)
+                HISTORY_LOOKUPS.labels(history.status).inc()
+            outcome = decide(review, ns_labels, self.offers(), history, self.params)
+            response = outcome.response
+            extra = {
+                **outcome.log,
+                "workload": str(key) if key else None,
+                "history_source": self.history.label,
+            }
+            if not req.dryRun:
+                MUTATIONS.labels(outcome.outcome, outcome.profile).inc()
+        except Exception as exc:  # fail open: never deny, never 5xx a well-formed review
+            log.exception("webhook decision failed", extra={"uid": req.uid})
+            response = fail_open(req.uid, f"internal error ({type(exc).__name__}); pod left unchanged")
+            extra = {"uid": req.uid, "outcome": "error", "profile": "none"}
+            if not req.dryRun:
+                MUTATIONS.labels("error", "none").inc()
+        elapsed = time.perf_counter() - started
+        REVIEW_SECONDS.observe(elapsed)
+        log.info("webhook decision", extra={**extra, "ms": round(elapsed * 1000, 3)})
+        out = {
+            "apiVersion": review.apiVersion,
+            "kind": "AdmissionReview",
+            "response": response.model_dump(exclude_none=True),
+        }
+        return 200, out
