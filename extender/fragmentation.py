@@ -1,14 +1,15 @@
 """GPU fragmentation: the FGD measure (Weng et al., ATC'23), an online typical-pod learner, and the extender's
 `fragmentation` resource policy.
 
-One copy of the measure serves two callers: the trace replay's published `fgd` baseline (typical pods handed in
-advance, integer scores exactly as the study truncates them) and the extender (typical pods learnt online from
-the pods it has seen, float scores). Everything is vectorised over candidate node states.
+One copy of the measure serves two callers: the trace replay's published `fgd` baseline (typical pods
+handed in advance, integer scores truncated as the study does) and the extender (typical pods learnt online
+from the pods it has seen). Everything is vectorised over candidate node states.
 
-The measure (`shared/reference/fgd-trace-replay.md` §6): for a node with GPU-left vector `left`, CPU left `cpu`
-and model `model`, each typical pod p (weight w_p) counts as fragment either all idle GPU milli `L`, or — when p
-fits (model accepted, p.num GPUs each with >= p.milli left, CPU enough) — only the milli on GPUs too small for
-it. F = sum over p, summed per class bucket in the study's order so the floats match its Go code bit for bit.
+The measure (`shared/reference/fgd-trace-replay.md` §6): for a node with GPU-left vector `left`, CPU left
+`cpu` and model `model`, each typical pod p (weight w_p) counts as fragment either all idle GPU milli `L`,
+or, when p fits (model accepted, p.num GPUs each with >= p.milli left, CPU enough), only the milli on GPUs
+too small for it. F = sum over p, summed per class bucket in the study's order so the floats match its Go
+code bit for bit.
 """
 
 from __future__ import annotations
@@ -193,7 +194,7 @@ def _row_hash(key: IntArray) -> npt.NDArray[np.uint64]:
 @dataclass
 class Candidates:
     """Hypothetical placements of one pod on `rows`: for a shared-GPU pod one per (row, distinct GPU left),
-    otherwise one per row. `delta[c]` = F_before − F_after (higher = less fragmentation created)."""
+    otherwise one per row. `delta[c]` = F_before - F_after (higher = less fragmentation created)."""
 
     rows: IntArray
     cand_row: IntArray  # index into rows

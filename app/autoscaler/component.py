@@ -183,6 +183,12 @@ class AutoscalerComponent:
             await self._write_status(decisions, now)
         return decisions
 
+    def run_cycle_threadsafe(self, timeout_s: float = 30.0) -> list[Decision]:
+        """Run one cycle on the server's event loop from another thread (the demo drives cycles so)."""
+        if self._event_loop is None:
+            raise RuntimeError("autoscaler not started")
+        return asyncio.run_coroutine_threadsafe(self.run_cycle(), self._event_loop).result(timeout_s)
+
     def _stabilize(self, d: Decision, now: float) -> Decision:
         if d.action is Action.HOLD:
             return d

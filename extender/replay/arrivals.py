@@ -1,5 +1,5 @@
 """Arrival order and node tie-break priority of one seed: the published ones (`--replay DIR`), or the
-study's method (shuffle, then tune the GPU total to `tune` × capacity) driven by our own RNG.
+study's method (shuffle, then tune the GPU total to `tune` x capacity) driven by our own RNG.
 
 The published runs draw from Go's global math/rand; we do not reproduce that generator, only its method
 (`shared/reference/fgd-trace-replay.md` §3): name-sorted pods are shuffled; below the target, pods drawn

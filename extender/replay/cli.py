@@ -1,11 +1,12 @@
-"""`gpu-autoscaler simulate`: replay a pod trace through the scheduling core (contract: shared/spec/interfaces.md).
+"""`gpu-autoscaler simulate`: replay a pod trace through the scheduling core (shared/spec/interfaces.md).
 
-Runs policies × seeds, one process each with `--jobs N`; a progress bar on stderr (stdout stays clean JSON).
+Runs policies x seeds, one process each with `--jobs N`; a progress bar on stderr (stdout stays clean JSON).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import functools
 import json
 import sys
@@ -31,7 +32,9 @@ def parse_seeds(text: str) -> list[int]:
             continue
         try:
             if "-" in part[1:]:
-                lo, hi = part.split("-", 1) if not part.startswith("-") else ("-" + part[1:].split("-")[0], "")
+                lo, hi = (
+                    part.split("-", 1) if not part.startswith("-") else ("-" + part[1:].split("-")[0], "")
+                )
                 a, b = int(lo), int(hi)
                 if b < a:
                     raise ValueError
@@ -57,12 +60,16 @@ def parse_policies(text: str) -> list[str]:
 
 def register(sub: Any) -> None:
     p = sub.add_parser("simulate", help="replay a pod trace (Alibaba openb CSVs) through the scheduling core")
-    p.add_argument("--nodes", required=True, type=Path, help="node CSV: sn, cpu_milli, memory_mib, gpu, model")
-    p.add_argument("--pods", required=True, type=Path, help="pod CSV: name, cpu_milli, memory_mib, num_gpu, …")
+    p.add_argument(
+        "--nodes", required=True, type=Path, help="node CSV: sn, cpu_milli, memory_mib, gpu, model"
+    )
+    p.add_argument(
+        "--pods", required=True, type=Path, help="pod CSV: name, cpu_milli, memory_mib, num_gpu, …"
+    )
     p.add_argument("--policy", default="extender", help=f"comma list of {', '.join(POLICIES)}")
     p.add_argument("--seeds", default="42", help="42-51 or 42,43")
     p.add_argument("--replay", type=Path, default=None, help="folder of published arrival/tie-break files")
-    p.add_argument("--tune", type=float, default=1.3, help="inflate arrivals to this × GPU capacity")
+    p.add_argument("--tune", type=float, default=1.3, help="inflate arrivals to this x GPU capacity")
     p.add_argument("--jobs", type=int, default=1, help="parallel processes")
     p.add_argument("--out", type=Path, default=None, help="folder for the curves CSV and the PNG plot")
     p.add_argument("--output", choices=["table", "json"], default="table")
@@ -91,7 +98,7 @@ def _arrivals(job: Job, trace: Trace) -> Arrivals:
 
 
 def run_job(job: Job, queue: Any = None) -> RunResult:
-    """One policy × seed (also the worker of --jobs: everything it needs is in `job`)."""
+    """One policy x seed (also the worker of --jobs: everything it needs is in `job`)."""
     trace = _trace(job.nodes, job.pods)
     arrivals = _arrivals(job, trace)
     progress = (lambda n: queue.put(n)) if queue is not None else None
@@ -130,10 +137,8 @@ def execute(jobs: list[Job], n_jobs: int, show_progress: bool, total_events: int
             queue = manager.Queue()
             futures: list[Future[RunResult]] = [pool.submit(run_job, job, queue) for job in jobs]
             while not all(f.done() for f in futures):
-                try:
+                with contextlib.suppress(Exception):  # queue.Empty from the manager proxy
                     bar.advance(task, queue.get(timeout=0.2))
-                except Exception:  # queue.Empty from the manager proxy
-                    pass
             return [f.result() for f in futures]
 
 
@@ -153,7 +158,14 @@ def main(args: argparse.Namespace) -> int:
         # check every replay file before spending minutes on the runs
         events = 0
         for seed in seeds:
-            job = Job(str(args.nodes), str(args.pods), str(args.replay) if args.replay else None, args.tune, "", seed)
+            job = Job(
+                str(args.nodes),
+                str(args.pods),
+                str(args.replay) if args.replay else None,
+                args.tune,
+                "",
+                seed,
+            )
             events += len(_arrivals(job, trace).order)
     except TraceError as exc:
         raise CliError(str(exc)) from None
@@ -169,7 +181,9 @@ def main(args: argparse.Namespace) -> int:
     if args.out is not None:
         output.write_curves(args.out / f"{trace.workload}_curves.csv", results)
         if not output.write_plot(args.out / f"{trace.workload}_alloc.png", trace.workload, results):
-            sys.stderr.write("gpu-autoscaler: note: matplotlib missing (pip install 'gpu-autoscaler[sim]'): no PNG\n")
+            sys.stderr.write(
+                "gpu-autoscaler: note: matplotlib missing (pip install 'gpu-autoscaler[sim]'): no PNG\n"
+            )
     if args.output == "json":
         doc = output.to_json(trace.workload, len(trace.nodes), trace.total_gpus, results)
         sys.stdout.write(json.dumps(doc) + "\n")
@@ -178,12 +192,21 @@ def main(args: argparse.Namespace) -> int:
     from rich.table import Table
 
     table = Table(title=f"{trace.workload}: {len(trace.nodes)} nodes, {trace.total_gpus} GPUs")
-    for col in ("policy", "seed", "arrived pods", "failed", "seconds", *(f"alloc@{k}%" for k in engine.SAMPLE_POINTS)):
+    for col in (
+        "policy",
+        "seed",
+        "arrived pods",
+        "failed",
+        "seconds",
+        *(f"alloc@{k}%" for k in engine.SAMPLE_POINTS),
+    ):
         table.add_column(col, justify="left" if col == "policy" else "right")
     for row in output.table_rows(results):
         table.add_row(*row)
     console = Console(width=140)
     console.print(table)
     for s in output.summary(results):
-        console.print(f"{s['policy']}: mean allocation at arrived 100 % = {s['alloc_mean_at_100']} (seeds {s['seeds']})")
+        console.print(
+            f"{s['policy']}: mean allocation at arrived 100 % = {s['alloc_mean_at_100']} (seeds {s['seeds']})"
+        )
     return 0

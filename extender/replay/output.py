@@ -1,4 +1,4 @@
-"""What `simulate` writes: the contract's JSON, a table, the curves CSV and the allocation plot (Fig. 9 style)."""
+"""What `simulate` writes: the contract's JSON, a table, the curves CSV and the allocation plot (Fig. 9)."""
 
 from __future__ import annotations
 
@@ -54,8 +54,11 @@ def write_plot(path: Path, workload: str, results: list[RunResult]) -> bool:
         import matplotlib.pyplot as plt
     except ImportError:
         return False
+    import warnings
+
     import numpy as np
 
+    warnings.filterwarnings("ignore", message="All-NaN slice", category=RuntimeWarning)
     fig, ax = plt.subplots(figsize=(7, 4.5), dpi=120)
     ks = np.arange(0, 131)
     for policy in dict.fromkeys(r.policy for r in results):
@@ -64,7 +67,9 @@ def write_plot(path: Path, workload: str, results: list[RunResult]) -> bool:
         med = np.nanmedian(ys, axis=0)
         ax.plot(ks, med, label=f"{policy} ({len(runs)} seed{'s' if len(runs) > 1 else ''})", lw=1.4)
         if len(runs) > 1:
-            ax.fill_between(ks, np.nanpercentile(ys, 25, axis=0), np.nanpercentile(ys, 75, axis=0), alpha=0.15)
+            ax.fill_between(
+                ks, np.nanpercentile(ys, 25, axis=0), np.nanpercentile(ys, 75, axis=0), alpha=0.15
+            )
     ax.plot(ks, np.minimum(ks, 100), color="grey", ls=":", lw=1, label="ideal")
     ax.set_xlim(60, 130)
     ax.set_ylim(60, 100)
@@ -84,5 +89,7 @@ def table_rows(results: list[RunResult]) -> list[list[str]]:
     rows = []
     for r in results:
         cells = [f"{r.curve[k]:.2f}" if k in r.curve else "—" for k in SAMPLE_POINTS]
-        rows.append([r.policy, str(r.seed), str(r.arrived_pods), str(r.failed_pods), f"{r.seconds:.1f}", *cells])
+        rows.append(
+            [r.policy, str(r.seed), str(r.arrived_pods), str(r.failed_pods), f"{r.seconds:.1f}", *cells]
+        )
     return rows

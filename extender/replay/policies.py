@@ -100,7 +100,7 @@ def _gpu_left(state: ClusterState, rows: IntArray) -> IntArray:
 
 
 class DotProdPolicy(_Base):
-    """Tetris dot product, dimext merge, norm max: int(100·(1 − (cpu·cpu' + gpu·gpu')/2))."""
+    """Tetris dot product, dimext merge, norm max: int(100·(1 - (cpu·cpu' + gpu·gpu')/2))."""
 
     name = "dotprod"
 
@@ -144,7 +144,7 @@ class ClusteringPolicy(_Base):
 
 
 class PackingPolicy(_Base):
-    """GPU packing: shared GPUs first, then free GPUs on used nodes, then free nodes (gpu_packing_score.go)."""
+    """GPU packing: shared GPUs first, then free GPUs on used nodes, then free nodes (gpu_packing_score)."""
 
     name = "packing"
 
@@ -168,7 +168,7 @@ class PackingPolicy(_Base):
 
 
 class BestFitPolicy(_Base):
-    """BestFit: int((1 − ½(cpu_left − c)/128000 − ½(gpu_left − g)/8000)·100), then integer normalisation."""
+    """BestFit: int((1 - ½(cpu_left - c)/128000 - ½(gpu_left - g)/8000)·100), then integer normalisation."""
 
     name = "bestfit"
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import csv
 from functools import cache
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -116,10 +115,12 @@ def test_sample_curve_uses_the_study_rounding() -> None:
 
 
 def test_fragmentation_measure_by_hand() -> None:
-    # one typical pod: 1 GPU of 600 milli, 1000 CPU. Node: GPUs left [1000, 500], CPU 8000 → the 500 is fragment
+    # one typical pod: 1 GPU of 600 milli, 1000 CPU. GPUs left [1000, 500], CPU 8000: the 500 is fragment
     typical = fr.TypicalPods(((1000, 600, 1, ""),), (1.0,))
     table = fr.FragTable(typical, ["T4"])
-    f = table.frag(np.array([[1000, 500], [1000, 500], [500, 0]]), np.array([8000, 500, 8000]), np.array([0, 0, 0]))
+    f = table.frag(
+        np.array([[1000, 500], [1000, 500], [500, 0]]), np.array([8000, 500, 8000]), np.array([0, 0, 0])
+    )
     assert f.tolist() == [500.0, 1500.0, 500.0]  # CPU lacking → all idle counts; no fit → all idle counts
 
 
@@ -142,7 +143,3 @@ def test_learner_converges_to_the_workload() -> None:
     oracle = fr.TypicalPods.from_requests(pods)
     assert learned.specs == oracle.specs
     assert np.allclose(learned.weights, oracle.weights)
-
-
-def test_unused_path_is_pathlike() -> None:
-    assert isinstance(trace_dir(), Path)

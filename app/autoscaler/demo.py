@@ -1,0 +1,157 @@
+"""Demo act: a load ramp on the llama model, the autoscaler's decisions per step, then GET /metrics.
+
+There is no Prometheus in the demo, so a `StaticSource` plays the vLLM gauges, and the act plays the HPA and
+the Deployment controller (scales Deployments, starts pods, marks them ready one step later). Time is
+simulated (30 s per step) so the stabilisation windows are visible in a few seconds.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from typing import Any
+
+from rich.table import Table
+
+from app.autoscaler.collector import StaticSource
+from app.autoscaler.component import AutoscalerComponent
+from app.autoscaler.stabilize import Stabilizer
+
+NS = "inference"
+#: llama demand, in "replicas of KV at 100 %" (spread evenly on ready replicas); rises then falls
+RAMP = [0.8, 1.6, 2.4, 3.0, 3.6, 3.6, 3.0, 2.2, 1.4, 0.8, 0.6, 0.6, 0.6, 0.6]
+QWEN_DEMAND = 0.8
+STEP_S = 30.0
+
+
+def _pods(run: Any, deploy: dict[str, Any]) -> list[dict[str, Any]]:
+    sel = deploy["spec"]["selector"]["matchLabels"]
+    return [
+        p
+        for p in run.cluster.list("Pod", NS)
+        if all((p["metadata"].get("labels") or {}).get(k) == v for k, v in sel.items())
+    ]
+
+
+def _set_ready(pod: dict[str, Any], ready: bool) -> dict[str, Any]:
+    pod = copy.deepcopy(pod)
+    status = pod.setdefault("status", {})
+    status["phase"] = "Running"
+    status["conditions"] = [{"type": "Ready", "status": "True" if ready else "False"}]
+    return pod
+
+
+def _actuate(run: Any, name: str, desired: int, step: int) -> None:
+    """Play the HPA + Deployment controller: new pods start not ready; removed pods go at once."""
+    deploy = copy.deepcopy(run.cluster.get("Deployment", name, NS))
+    pods = sorted(_pods(run, deploy), key=lambda p: p["metadata"]["name"])
+    for i in range(len(pods), desired):
+        new = _set_ready(pods[0], False)
+        new["metadata"]["name"] = f"{name}-demo-{step}-{i}"
+        new["metadata"].pop("uid", None)
+        run.cluster.upsert(new)
+    for pod in pods[desired:]:
+        run.cluster.delete("Pod", pod["metadata"]["name"], NS)
+    deploy["spec"]["replicas"] = desired
+    deploy["status"]["replicas"] = desired
+    deploy["status"]["readyReplicas"] = min(desired, sum(1 for p in pods if _ready(p)))
+    run.cluster.upsert(deploy)
+
+
+def _ready(pod: dict[str, Any]) -> bool:
+    return any(
+        c.get("type") == "Ready" and c.get("status") == "True" for c in pod["status"].get("conditions", [])
+    )
+
+
+def _finish_starts(run: Any) -> None:
+    """Pods started last step are ready now."""
+    for deploy in run.cluster.list("Deployment", NS):
+        deploy = copy.deepcopy(deploy)
+        pods = _pods(run, deploy)
+        for pod in pods:
+            if not _ready(pod):
+                run.cluster.upsert(_set_ready(pod, True))
+        deploy["status"]["readyReplicas"] = len(pods)
+        run.cluster.upsert(deploy)
+
+
+def _feed(run: Any, source: StaticSource, llama: float) -> None:
+    """Spread each model's demand over its ready replicas: kv = demand / n, queue grows past 70 % KV."""
+    demand = {"meta-llama/Llama-3.1-8B-Instruct": llama, "Qwen/Qwen2.5-32B-Instruct": QWEN_DEMAND}
+    by_model: dict[str, list[str]] = {}
+    for va in run.cluster.list("VariantAutoscaling", NS):
+        deploy = run.cluster.get("Deployment", va["spec"]["scaleTargetRef"]["name"], NS)
+        for pod in _pods(run, deploy):
+            if _ready(pod):
+                by_model.setdefault(va["spec"]["modelID"], []).append(pod["metadata"]["name"])
+    source.pods.clear()
+    for model, pods in by_model.items():
+        kv = min(1.0, demand[model] / len(pods))
+        queue = round(max(0.0, (kv - 0.7) * 40))
+        for pod in pods:
+            source.set(NS, pod, kv=round(kv, 3), queue=queue, running=round(kv * 32))
+
+
+def act(run: Any) -> None:
+    """Rising then falling load on llama; a table of decisions per step; /metrics at the end."""
+    run.console.rule("[bold]Saturation autoscaler: load ramp on meta-llama/Llama-3.1-8B-Instruct")
+    comp: AutoscalerComponent = run.app.state.ctx.components["autoscaler"]
+    now = [time.time()]
+    comp.clock = lambda: now[0]
+    source = StaticSource(clock=lambda: now[0])
+    comp.source = source
+    comp.write_status = True
+    comp.stabilizer = Stabilizer(up_window_s=0, down_window_s=60)  # short so the demo shows it
+    run.console.print(
+        "thresholds: llama kvCacheThreshold 0.75 (override), qwen 0.80 (default); triggers kv 0.10, queue 3; "
+        "scale-down window 60 s, one step = 30 s simulated"
+    )
+    table = Table(
+        "step", "llama demand", "variant", "cost", "kv / queue", "ready/cur", "decision", "desired", "reason"
+    )
+    for step, demand in enumerate(RAMP):
+        now[0] += STEP_S
+        _finish_starts(run)
+        _feed(run, source, demand)
+        decisions = comp.run_cycle_threadsafe()
+        for d in sorted(decisions, key=lambda d: (d.variant.model_id, d.variant.name)):
+            v = d.variant
+            if not v.model_id.startswith("meta-llama") and step not in (0, len(RAMP) - 1):
+                continue
+            sample = next((r.metrics for r in v.replicas if r.metrics is not None), None)
+            kvq = f"{sample.kv:.2f} / {sample.queue:g}" if sample and sample.kv is not None else "-"
+            colour = {"scale_up": "green", "scale_down": "yellow", "hold": "magenta"}.get(
+                d.action.value, "white"
+            )
+            table.add_row(
+                str(step),
+                f"{demand:.1f}",
+                v.name,
+                f"{v.cost:g}",
+                kvq,
+                f"{v.ready}/{v.current}",
+                f"[{colour}]{d.action.value}[/]",
+                str(d.desired),
+                d.reasons[-1][:70],
+            )
+        for d in decisions:
+            if d.desired != d.variant.current:
+                _actuate(run, d.variant.name, d.desired, step)
+    run.console.print(table)
+    body = run.client.get("/autoscaler/decisions").json()
+    run.console.print(
+        f"GET /autoscaler/decisions: {len(body['decisions'])} variants, cycles={body['cycles']}"
+    )
+    metrics = run.client.get("/metrics").text
+    lines = [
+        line
+        for line in metrics.splitlines()
+        if line.startswith(("wva_desired_replicas{", "wva_current_replicas{"))
+    ]
+    run.console.print("GET /metrics (wva_*):")
+    for line in lines:
+        run.console.print(f"  {line}")
+    va = run.cluster.get("VariantAutoscaling", "llama-8b-l40s", NS) or {}
+    alloc = (va.get("status") or {}).get("desiredOptimizedAlloc")
+    run.console.print(f"VariantAutoscaling llama-8b-l40s status.desiredOptimizedAlloc: {alloc}")
