@@ -25,7 +25,13 @@ from app.cluster.snapshot import SnapshotCluster, SnapshotError
 from app.settings import Settings
 
 #: "module:function" of each act, in the order the day plays out
-DEMO_ACTS: tuple[str, ...] = ("app.demo:act_cluster", "extender.demo:act", "app.autoscaler.demo:act")
+DEMO_ACTS: tuple[str, ...] = (
+    "app.demo:act_cluster",
+    "extender.demo:act",
+    "app.autoscaler.demo:act",
+    "extender.replay.demo:act",
+    "webhook.demo:act",
+)
 
 
 @dataclass

@@ -1,8 +1,8 @@
-"""`make bench-sim`: the full replay table — every policy × seeds 42..51 × the four shared workloads, with the
-published arrival orders — compared with the study's per-seed results.
+"""`make bench-sim`: the full replay table - every policy x seeds 42..51 x the four shared workloads, with
+the published arrival orders - compared with the study's per-seed results.
 
-Writes `bench/results/sim_runs.csv` (one row per run), `bench/results/sim_table.md` (ours vs published, mean at
-arrived = 100 %) and `docs/img/sim_default_alloc.png` (Fig. 9-style curves for `default`).
+Writes `bench/results/sim_runs.csv` (one row per run), `bench/results/sim_table.md` (ours vs published, mean
+at arrived = 100 %) and `docs/img/sim_default_alloc.png` (Fig. 9-style curves for `default`).
 
     python -m bench.bench_sim [--workloads default,…] [--policies …] [--seeds 42-51] [--jobs N]
 
@@ -52,7 +52,10 @@ def _config(policy: str, frag_weights: tuple[float, float, float]) -> Any:
     return ScoringConfig(*frag_weights, resource_policy="fragmentation")
 
 
-def run_one(workload: str, policy: str, seed: int, frag_weights: tuple[float, float, float]) -> dict[str, Any]:
+Weights = tuple[float, float, float]
+
+
+def run_one(workload: str, policy: str, seed: int, frag_weights: Weights) -> dict[str, Any]:
     d = data_dir()
     trace = load_trace(d / "openb_node_list_gpu_node.csv", d / f"openb_pod_list_{workload}.csv")
     arrivals = load_replay(d / "replay", trace, seed)
@@ -101,12 +104,13 @@ def main(argv: list[str] | None = None) -> int:
             for i, f in enumerate(futs, 1):
                 rows.append(f.result())
                 r = rows[-1]["result"]
-                print(f"[{i}/{len(tasks)}] {r.workload} {r.policy} {r.seed}: {r.curve.get(100)}", file=sys.stderr)
+                done = f"[{i}/{len(tasks)}] {r.workload} {r.policy} {r.seed}"
+                print(f"{done}: {r.curve.get(100)}", file=sys.stderr)
     pub = published()
     args.out.mkdir(parents=True, exist_ok=True)
     with (args.out / "sim_runs.csv").open("w", newline="") as fh:
         wr = csv.writer(fh)
-        wr.writerow(["workload", "policy", "seed", "alloc_at_100", "published_at_100", "failed_pods", "seconds"])
+        wr.writerow(["workload", "policy", "seed", "alloc_at_100", "published_at_100", "failed", "seconds"])
         for row in rows:
             r = row["result"]
             w = row["workload"]

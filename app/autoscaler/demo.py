@@ -86,11 +86,11 @@ def _feed(run: Any, source: StaticSource, llama: float) -> None:
             if _ready(pod):
                 by_model.setdefault(va["spec"]["modelID"], []).append(pod["metadata"]["name"])
     source.pods.clear()
-    for model, pods in by_model.items():
-        kv = min(1.0, demand[model] / len(pods))
+    for model, names in by_model.items():
+        kv = min(1.0, demand[model] / len(names))
         queue = round(max(0.0, (kv - 0.7) * 40))
-        for pod in pods:
-            source.set(NS, pod, kv=round(kv, 3), queue=queue, running=round(kv * 32))
+        for name in names:
+            source.set(NS, name, kv=round(kv, 3), queue=queue, running=round(kv * 32))
 
 
 def act(run: Any) -> None:

@@ -290,7 +290,7 @@ def decide_model(
         if downs:
             chosen = max(downs, key=lambda v: (v.cost, v.name))
             action = Action.SCALE_DOWN
-            why = f"scale down most expensive variant above min, {chosen.name} (cost {chosen.cost:g}): {facts}"
+            why = f"scale down dearest variant above min, {chosen.name} (cost {chosen.cost:g}): {facts}"
         else:
             why = f"scale-down safe but every variant is at minReplicas: {facts}"
     out: list[Decision] = []

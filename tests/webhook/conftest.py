@@ -53,7 +53,11 @@ def apply_response(pod: dict[str, Any], response: dict[str, Any]) -> dict[str, A
 
 def usage(peak_gib: float, p95: float, model: str = A100_80, total_mib: float = 81920.0) -> Usage:
     return Usage(
-        peak_memory_mib=peak_gib * 1024, p95_compute=p95, gpu_memory_mib=total_mib, gpu_model=model, samples=20160
+        peak_memory_mib=peak_gib * 1024,
+        p95_compute=p95,
+        gpu_memory_mib=total_mib,
+        gpu_model=model,
+        samples=20160,
     )
 
 

@@ -8,7 +8,15 @@ from typing import Any
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from tests.webhook.conftest import NB_ALICE, NS_LABELS, TEXT_EMBED, apply_response, demo_offers, load_review, usage
+from tests.webhook.conftest import (
+    NB_ALICE,
+    NS_LABELS,
+    TEXT_EMBED,
+    apply_response,
+    demo_offers,
+    load_review,
+    usage,
+)
 from webhook.decide import Outcome, Params, decide, history_key
 from webhook.history import HistoryResult
 from webhook.models import parse_review
@@ -17,7 +25,9 @@ OFFERS = demo_offers()
 GOOD = HistoryResult("hit", {"vllm": usage(6.0, 0.09), "notebook": usage(14.0, 0.18)})
 
 
-def run(raw: dict[str, Any], history: HistoryResult | None = GOOD, offers: Any = None) -> tuple[Outcome, dict]:
+def run(
+    raw: dict[str, Any], history: HistoryResult | None = GOOD, offers: Any = None
+) -> tuple[Outcome, dict]:
     review = parse_review(raw)
     ns = review.request.namespace
     out = decide(review, NS_LABELS.get(ns), OFFERS if offers is None else offers, history, Params(0.5, 0.2))
@@ -38,7 +48,9 @@ def test_deployment_replica_is_rewritten_to_the_smallest_fitting_slice() -> None
     for section in ("limits", "requests"):
         res = patched["spec"]["containers"][0]["resources"][section]
         assert "nvidia.com/gpu" not in res and res["nvidia.com/mig-1g.10gb"] == "1"
-        assert res["memory"] == raw["request"]["object"]["spec"]["containers"][0]["resources"][section]["memory"]
+        assert (
+            res["memory"] == raw["request"]["object"]["spec"]["containers"][0]["resources"][section]["memory"]
+        )
     ann = patched["metadata"]["annotations"]
     assert ann["gpu-autoscaler.io/optimized"] == "true"
     assert ann["gpu-autoscaler.io/original-gpu-request"] == "1"
@@ -147,7 +159,9 @@ def test_no_mig_in_the_cluster() -> None:
 
 
 def test_busy_workload_is_kept() -> None:
-    out, _ = run(load_review("pod_create_deployment.json"), history=HistoryResult("hit", {"vllm": usage(72, 0.4)}))
+    out, _ = run(
+        load_review("pod_create_deployment.json"), history=HistoryResult("hit", {"vllm": usage(72, 0.4)})
+    )
     assert out.outcome == "kept" and out.ops == [] and any("uses 90% of a GPU" in w for w in out.warnings)
 
 
@@ -161,7 +175,9 @@ def test_non_pod_and_non_create_are_left_alone() -> None:
 
 # --- properties over generated pods ---------------------------------------------------------------
 QUANTITY = st.sampled_from(["1", "2", "500m", "4Gi", "0", 1, 3])
-RESOURCE_NAMES = st.sampled_from(["cpu", "memory", "nvidia.com/gpu", "ephemeral-storage", "example.com/foo~bar"])
+RESOURCE_NAMES = st.sampled_from(
+    ["cpu", "memory", "nvidia.com/gpu", "ephemeral-storage", "example.com/foo~bar"]
+)
 OTHER = st.dictionaries(RESOURCE_NAMES, QUANTITY, max_size=4)
 ONE_GPU = st.builds(lambda d, n: {**d, "nvidia.com/gpu": n}, OTHER, st.sampled_from(["1", "1", 1, "2"]))
 RESOURCES = st.one_of(ONE_GPU, ONE_GPU, OTHER)
@@ -177,7 +193,10 @@ ANNOTATIONS = st.dictionaries(
 POD = st.fixed_dictionaries(
     {
         "metadata": st.fixed_dictionaries(
-            {"generateName": st.just("text-embed-7d9f8c6b5-"), "labels": st.just({"pod-template-hash": "7d9f8c6b5"})},
+            {
+                "generateName": st.just("text-embed-7d9f8c6b5-"),
+                "labels": st.just({"pod-template-hash": "7d9f8c6b5"}),
+            },
             optional={"annotations": st.one_of(st.just({}), ANNOTATIONS)},
         ),
         "spec": st.fixed_dictionaries({"containers": st.lists(CONTAINER, min_size=1, max_size=3)}),
@@ -190,7 +209,9 @@ USAGE = st.builds(usage, st.floats(0.1, 79.0), st.floats(0.0, 1.0)) | st.builds(
 
 def _review(pod: dict[str, Any]) -> dict[str, Any]:
     raw = load_review("pod_create_deployment.json")
-    pod["metadata"]["ownerReferences"] = [{"kind": "ReplicaSet", "name": "text-embed-7d9f8c6b5", "controller": True}]
+    pod["metadata"]["ownerReferences"] = [
+        {"kind": "ReplicaSet", "name": "text-embed-7d9f8c6b5", "controller": True}
+    ]
     raw["request"]["object"] = pod
     return raw
 
@@ -202,7 +223,11 @@ def _non_gpu(pod: dict[str, Any]) -> list[Any]:
         for section in ("limits", "requests"):
             values = res.get(section) or {}
             out.append(
-                {k: v for k, v in values.items() if k != "nvidia.com/gpu" and not k.startswith("nvidia.com/mig-")}
+                {
+                    k: v
+                    for k, v in values.items()
+                    if k != "nvidia.com/gpu" and not k.startswith("nvidia.com/mig-")
+                }
             )
         out.append({k: v for k, v in c.items() if k != "resources"})
     return out

@@ -56,13 +56,20 @@ def test_no_key_for_a_bare_pod() -> None:
 @pytest.mark.parametrize(
     ("kind", "name", "matches", "misses"),
     [
-        ("Deployment", "text-embed", ["text-embed-7d9f8c6b5-x2k9p"], ["text-embed-v2-7d9f8c6b5-x2k9p", "text-embed-0"]),
+        (
+            "Deployment",
+            "text-embed",
+            ["text-embed-7d9f8c6b5-x2k9p"],
+            ["text-embed-v2-7d9f8c6b5-x2k9p", "text-embed-0"],
+        ),
         ("StatefulSet", "nb-alice", ["nb-alice-0", "nb-alice-12"], ["nb-alice-x-0", "nb-alice-abcde"]),
         ("Job", "train", ["train-x2k9p", "train-3-x2k9p"], ["train-eval-x2k9p"]),
         ("CronJob", "nightly", ["nightly-28912345-x2k9p"], ["nightly-x2k9p"]),
     ],
 )
-def test_pod_regex_selects_the_workloads_pods(kind: str, name: str, matches: list[str], misses: list[str]) -> None:
+def test_pod_regex_selects_the_workloads_pods(
+    kind: str, name: str, matches: list[str], misses: list[str]
+) -> None:
     regex = pod_selector(WorkloadKey("ns", kind, name))
     assert regex is not None
     for pod in matches:
@@ -150,7 +157,9 @@ async def test_prometheus_error_answer_raises() -> None:
     def handler(request: httpx.Request) -> httpx.Response:
         return httpx.Response(400, json={"status": "error", "errorType": "bad_data", "error": "parse error"})
 
-    source = PrometheusHistory("http://prom", client=httpx.AsyncClient(transport=httpx.MockTransport(handler)))
+    source = PrometheusHistory(
+        "http://prom", client=httpx.AsyncClient(transport=httpx.MockTransport(handler))
+    )
     with pytest.raises(httpx.HTTPStatusError):
         await source.fetch(TEXT_EMBED)
 

@@ -30,7 +30,9 @@ def component() -> WebhookComponent:
 def client(component: WebhookComponent) -> Iterator[TestClient]:
     app = create_app(Settings(cluster="demo"), components=[lambda _s: component])
     with TestClient(app) as c:
-        component.set_history_source(RecordedHistory({TEXT_EMBED: {"vllm": usage(6.0, 0.09)}}, "recorded (test)"))
+        component.set_history_source(
+            RecordedHistory({TEXT_EMBED: {"vllm": usage(6.0, 0.09)}}, "recorded (test)")
+        )
         yield c
 
 
@@ -73,7 +75,10 @@ def test_dry_run_makes_no_side_effects(client: TestClient) -> None:
         (b"{not json", "body"),
         (b"[1, 2]", "body"),
         (json.dumps({"kind": "AdmissionReview", "request": {}}).encode(), "apiVersion"),
-        (json.dumps({"apiVersion": "admission.k8s.io/v1beta1", "kind": "AdmissionReview"}).encode(), "apiVersion"),
+        (
+            json.dumps({"apiVersion": "admission.k8s.io/v1beta1", "kind": "AdmissionReview"}).encode(),
+            "apiVersion",
+        ),
         (json.dumps({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview"}).encode(), "request"),
     ],
 )
@@ -89,7 +94,10 @@ def test_malformed_reviews_get_400_naming_the_field(client: TestClient, body: by
         (lambda r: r["request"].pop("uid"), "request.uid"),
         (lambda r: r["request"].update(uid=""), "request.uid"),
         (lambda r: r["request"].pop("operation"), "request.operation"),
-        (lambda r: r["request"]["object"]["spec"].update(containers="vllm"), "request.object.spec.containers"),
+        (
+            lambda r: r["request"]["object"]["spec"].update(containers="vllm"),
+            "request.object.spec.containers",
+        ),
         (lambda r: r["request"]["object"]["spec"].update(containers=[]), "request.object.spec.containers"),
         (lambda r: r["request"].update(object=None), "request.object"),
         (
