@@ -19,6 +19,8 @@ SUBCOMMAND_MODULES: tuple[str, ...] = (
     "app.demo",
     "certs.cli",
     "extender.replay.cli",
+    "app.agent.command",
+    "app.commands.ops",
 )
 
 

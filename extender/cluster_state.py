@@ -2,8 +2,10 @@
 
 Free GPUs on a node = allocatable - GPUs of pods bound there - GPUs we assumed for pods not yet bound - GPUs
 the node agent marks `allocated` that no known pod explains (only read when the Node object changes).
-Which GPU a bound pod holds is not in the Pod object: we keep the GPUs we chose for it (assume cache), else
-take the agent's `allocated` GPUs, else the core's own choice.
+Which GPU a bound pod holds is not in the Pod object unless something pinned it: the pod's
+`gpu-autoscaler.io/gpu-index` annotation first (written by whatever pinned a GPU share), else the GPUs we
+chose for it (assume cache), else the agent's `allocated` GPUs, else the core's own choice (best fit for a
+GPU share: the partly used GPU with the least left that still holds it).
 
 Thread-safe (one RLock): live-cluster watch threads call `on_event`, request handlers call the rest.
 """
@@ -169,7 +171,7 @@ class NodeStateAdapter:
         """Reset a node's row from its NodeInfo and re-place its pods, assumptions and agent-held GPUs."""
         info = self.infos[name]
         st = self.state
-        row = st.add_gpu_node(info.capacity, info.gpu_memory_mib, info.mig)
+        row = st.add_gpu_node(info.capacity, info.gpu_memory_mib, info.mig, sharing=info.sharing != "none")
         self.topo.set_node(row, info.links)
         agent_cols = [c for c, p in enumerate(info.gpu_phys) if p in info.allocated]
         for key in sorted(self.node_pods.get(name, ())):
@@ -226,9 +228,18 @@ class NodeStateAdapter:
             self.state.release(row, _PHANTOM, [c])
         return take
 
+    def _pinned_cols(self, row: int, ask: PodAsk) -> list[int]:
+        """The pod's `gpu-autoscaler.io/gpu-index` (physical) as columns of this node; [] if it does not map."""
+        if not ask.pinned:
+            return []
+        info = self.infos.get(self.state.names[row])
+        if info is None or not all(p in info.gpu_phys for p in ask.pinned):
+            return []
+        return [info.gpu_phys.index(p) for p in ask.pinned]
+
     def _place(self, row: int, b: Bound, prefer: list[int] | None = None) -> None:
         prefer = prefer if prefer is not None else self._take_phantoms(row, b)
-        b.req, b.gpus = self._fit_gpus(row, b.ask, b.gpus, prefer)
+        b.req, b.gpus = self._fit_gpus(row, b.ask, self._pinned_cols(row, b.ask) or b.gpus, prefer)
         self.state.place(row, b.req, b.gpus)
         self.state.place_mig(row, b.ask.mig)
         b.placed = True
@@ -258,7 +269,7 @@ class NodeStateAdapter:
                 self.groups.setdefault((ask.namespace, ask.group), {})[key] = bool(node)
             active = bool(node) and phase not in TERMINAL_PHASES
             prev = self.bound.get(key)
-            if prev is not None and (not active or prev.node != node):
+            if prev is not None and (not active or prev.node != node or prev.ask.pinned != ask.pinned):
                 self._unbind(key)
                 prev = None
             if not active:
@@ -267,6 +278,11 @@ class NodeStateAdapter:
                 return
             if prev is not None:
                 return  # already accounted (spec of a bound pod does not change its resources)
+            if ask.invalid:
+                log.warning(
+                    "extender: bound pod's annotation ignored, accounted as whole GPUs",
+                    extra={"pod": key, "node": node, "reason": ask.invalid},
+                )
             remembered: list[int] = []
             entry = self.assume.pop(key)
             if entry is not None:

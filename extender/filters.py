@@ -76,6 +76,33 @@ def filter_gpu_total(
     return [Failure(state.gpu_count[rows] < k, True, why)]
 
 
+def filter_ask(state: ClusterState, rows: IntArray, ask: PodAsk, topo: TopologyIndex | None) -> list[Failure]:
+    """A pod whose own annotations are unusable (e.g. gpu-milli "1500") fails everywhere, saying why."""
+    if not ask.invalid:
+        return []
+    return [Failure(np.ones(len(rows), dtype=np.bool_), True, _constant(ask.invalid))]
+
+
+def filter_sharing(
+    state: ClusterState, rows: IntArray, ask: PodAsk, topo: TopologyIndex | None
+) -> list[Failure]:
+    """A share of one GPU only on nodes whose device plugin shares GPUs (time-slicing / MPS). The plain
+    ClusterState (trace replay) has no such flag: every node shares there, as in the trace."""
+    if not ask.req.is_shared or not isinstance(state, GpuClusterState):
+        return []
+    milli = ask.req.gpu_milli
+    return [
+        Failure(
+            ~state.sharing[rows],
+            True,
+            _constant(
+                f"pod asks {milli}m of one GPU (gpu-autoscaler.io/gpu-milli); node does not share GPUs "
+                "(nvidia.com/gpu.sharing-strategy is not time-slicing or mps)"
+            ),
+        )
+    ]
+
+
 def filter_product(
     state: ClusterState, rows: IntArray, ask: PodAsk, topo: TopologyIndex | None
 ) -> list[Failure]:
@@ -243,7 +270,9 @@ Rule = Callable[[ClusterState, IntArray, PodAsk, "TopologyIndex | None"], list[F
 #: every rule, unresolvable checks before resolvable ones inside each rule
 RULES: tuple[Rule, ...] = (
     filter_alive,
+    filter_ask,
     filter_gpu_total,
+    filter_sharing,
     filter_product,
     filter_gpu_memory,
     filter_mig,

@@ -19,12 +19,22 @@ from typing import Any
 from extender.state import GPU_MILLI, NodeCapacity, PodRequest
 
 GPU_RESOURCE = "nvidia.com/gpu"
+#: time-slicing / MPS with `renameByDefault: true` advertises the replicas under this name instead
+SHARED_GPU_RESOURCE = "nvidia.com/gpu.shared"
 MIG_PREFIX = "nvidia.com/mig-"
 ANN_TOPOLOGY = "gpu-autoscaler.io/topology"
 ANN_GPU_MEMORY = "gpu-autoscaler.io/gpu-memory"
 ANN_GPU_PRODUCT = "gpu-autoscaler.io/gpu-product"
 ANN_POD_GROUP = "gpu-autoscaler.io/pod-group"
 ANN_POD_GROUP_MIN = "gpu-autoscaler.io/pod-group-min"
+#: a share of one GPU, 1..999 milli-GPU (GPU sharing on time-slicing / MPS node pools)
+ANN_GPU_MILLI = "gpu-autoscaler.io/gpu-milli"
+#: physical GPU index(es) a bound pod holds, comma-separated (written by whatever pins the share: see
+#: docs/scheduling.md "GPU sharing"); read when the cluster view is built
+ANN_GPU_INDEX = "gpu-autoscaler.io/gpu-index"
+LABEL_SHARING = "nvidia.com/gpu.sharing-strategy"
+LABEL_REPLICAS = "nvidia.com/gpu.replicas"
+SHARING_STRATEGIES = ("time-slicing", "mps")
 LINK_TOKENS = ("X", "PIX", "PXB", "PHB", "NODE", "SYS")
 
 _SUFFIX: dict[str, Decimal] = {
@@ -115,6 +125,8 @@ class NodeInfo:
     allocated: frozenset[int]  # physical indices the agent reports in use
     mig: dict[str, int] = field(default_factory=dict)  # profile ("1g.10gb") -> allocatable count
     source: str = "annotation"  # "annotation" | "labels"
+    sharing: str = "none"  # GFD nvidia.com/gpu.sharing-strategy: none | time-slicing | mps
+    replicas: int = 1  # GFD nvidia.com/gpu.replicas: allocatable nvidia.com/gpu = physical GPUs x replicas
 
 
 def _node_topology(name: str, raw: str) -> dict[str, Any]:
@@ -149,8 +161,19 @@ def parse_node(obj: dict[str, Any]) -> NodeInfo:
         if GPU_RESOURCE in alloc
         else None
     )
+    sharing, replicas = _sharing(labels)
+    if sharing != "none":
+        # the device plugin advertises GPUs x replicas (under nvidia.com/gpu.shared with renameByDefault);
+        # our columns are the physical GPUs
+        shared = alloc.get(SHARED_GPU_RESOURCE)
+        if shared is not None and not alloc_gpus:
+            alloc_gpus = count(shared, f"node {name}: allocatable.{SHARED_GPU_RESOURCE}")
+        if alloc_gpus is not None:
+            alloc_gpus //= replicas
 
     product = labels.get("nvidia.com/gpu.product", "")
+    if product.endswith("-SHARED"):  # GFD marks shared GPUs in the product label (renameByDefault: false)
+        product = product[: -len("-SHARED")]
     gpu_mem = int(labels["nvidia.com/gpu.memory"]) if labels.get("nvidia.com/gpu.memory", "").isdigit() else 0
     links: tuple[tuple[str, ...], ...] | None = None
     phys: tuple[int, ...] = ()
@@ -212,7 +235,19 @@ def parse_node(obj: dict[str, Any]) -> NodeInfo:
         allocated=allocated,
         mig=mig,
         source=source,
+        sharing=sharing,
+        replicas=replicas,
     )
+
+
+def _sharing(labels: dict[str, str]) -> tuple[str, int]:
+    """(strategy, replicas per GPU) from the GFD labels; an unknown strategy or bad count -> no sharing."""
+    strategy = str(labels.get(LABEL_SHARING) or "none").strip().lower()
+    if strategy not in SHARING_STRATEGIES:
+        return "none", 1
+    raw = str(labels.get(LABEL_REPLICAS) or "1").strip()
+    replicas = int(raw) if raw.isdigit() and int(raw) > 0 else 1
+    return strategy, replicas
 
 
 # -- pods ------------------------------------------------------------------------------------------------
@@ -230,6 +265,10 @@ class PodAsk:
     topology: str = "preferred"  # required | preferred | none
     group: str = ""
     group_min: int = 0
+    #: why the pod's own annotations cannot be honoured (every node then fails with this); "" = fine
+    invalid: str = ""
+    #: physical GPU indices from `gpu-autoscaler.io/gpu-index` (bound pods: which GPU holds the share)
+    pinned: tuple[int, ...] = ()
 
     @property
     def wants_gpu(self) -> bool:
@@ -293,7 +332,7 @@ def parse_pod(obj: dict[str, Any], gpu_milli_per_gpu: int = GPU_MILLI) -> PodAsk
             total[k] = max(total.get(k, Decimal(0)), v)
     ann: dict[str, Any] = meta.get("annotations") or {}
     labels: dict[str, Any] = meta.get("labels") or {}
-    gpus = math.floor(total.get(GPU_RESOURCE, Decimal(0)))
+    gpus = math.floor(total.get(GPU_RESOURCE, Decimal(0)) + total.get(SHARED_GPU_RESOURCE, Decimal(0)))
     mig = tuple(
         sorted(
             (k[len(MIG_PREFIX) :], math.floor(v))
@@ -317,11 +356,12 @@ def parse_pod(obj: dict[str, Any], gpu_milli_per_gpu: int = GPU_MILLI) -> PodAsk
         raise InventoryError(
             f"Pod.metadata.annotations.{ANN_POD_GROUP_MIN}: not an integer: {raw_min!r}"
         ) from exc
+    share, invalid = _gpu_share(ann.get(ANN_GPU_MILLI), gpus)
     req = PodRequest(
         cpu_milli=math.ceil(total.get("cpu", Decimal(0)) * 1000),
         memory_mib=math.ceil(total.get("memory", Decimal(0)) / _MIB),
         gpu_count=gpus,
-        gpu_milli=gpu_milli_per_gpu if gpus else 0,
+        gpu_milli=(share or gpu_milli_per_gpu) if gpus else 0,
         gpu_models=products,
     )
     return PodAsk(
@@ -335,4 +375,36 @@ def parse_pod(obj: dict[str, Any], gpu_milli_per_gpu: int = GPU_MILLI) -> PodAsk
         topology=topology,
         group=group,
         group_min=group_min if group else 0,
+        invalid=invalid,
+        pinned=_gpu_index(ann.get(ANN_GPU_INDEX)),
     )
+
+
+def _gpu_share(raw: Any, gpus: int) -> tuple[int, str]:
+    """`gpu-autoscaler.io/gpu-milli` -> (share 1..999, "") or (0, why it is ignored).
+
+    Invalid values do not make the Pod unreadable (that would be an HTTP 400 for a typo): the ask stays
+    whole-GPU (conservative for running pods) and the filter fails every node with the reason, so the
+    pod's events say what to fix. "1000" is a whole GPU and not an error. Pods asking no GPU ignore it.
+    """
+    if raw is None or gpus == 0:
+        return 0, ""
+    text = str(raw).strip()
+    where = f"annotation {ANN_GPU_MILLI}={text!r}"
+    if not text.isdigit() or not 1 <= int(text) <= GPU_MILLI:
+        return 0, f"{where} is not an integer 1..999 (milli-GPU of one GPU)"
+    if int(text) == GPU_MILLI:
+        return 0, ""
+    if gpus != 1:
+        return 0, f"{where} needs exactly 1 {GPU_RESOURCE}, the pod asks {gpus}"
+    return int(text), ""
+
+
+def _gpu_index(raw: Any) -> tuple[int, ...]:
+    """`gpu-autoscaler.io/gpu-index` ("3" or "0,1") -> physical indices; unreadable -> () (best-fit)."""
+    if raw is None:
+        return ()
+    parts = [p.strip() for p in str(raw).split(",")]
+    if not parts or not all(p.isdigit() for p in parts):
+        return ()
+    return tuple(int(p) for p in parts)

@@ -3,6 +3,8 @@
 A subclass (not an edit of `extender/state.py`) so the trace-replay simulator keeps its plain ClusterState;
 the scoring core uses these extra arrays when it finds them (`isinstance(state, GpuClusterState)`).
 MIG slices are counted per profile (`nvidia.com/mig-<profile>` allocatable minus slices held).
+`sharing[i]`: node i's GPUs may be shared (GFD `nvidia.com/gpu.sharing-strategy` time-slicing or mps), so
+pods annotated `gpu-autoscaler.io/gpu-milli` may take a share of one of its GPUs.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ class GpuClusterState(ClusterState):
         super().__init__(max_gpus)
         cap = len(self.gpu_count)
         self.gpu_mem_mib = np.zeros(cap, dtype=np.int64)
+        self.sharing = np.zeros(cap, dtype=np.bool_)
         self.mig_profiles: list[str] = []
         self._mig_ids: dict[str, int] = {}
         self.mig_cap = np.zeros((cap, 0), dtype=np.int64)
@@ -29,6 +32,9 @@ class GpuClusterState(ClusterState):
             mem = np.zeros(cap, dtype=np.int64)
             mem[: len(self.gpu_mem_mib)] = self.gpu_mem_mib
             self.gpu_mem_mib = mem
+            share = np.zeros(cap, dtype=np.bool_)
+            share[: len(self.sharing)] = self.sharing
+            self.sharing = share
             for name in ("mig_cap", "mig_left"):
                 old = getattr(self, name)
                 arr = np.zeros((cap, old.shape[1]), dtype=np.int64)
@@ -52,13 +58,18 @@ class GpuClusterState(ClusterState):
         return pid
 
     def add_gpu_node(
-        self, node: NodeCapacity, gpu_mem_mib: int = 0, mig: dict[str, int] | None = None
+        self,
+        node: NodeCapacity,
+        gpu_mem_mib: int = 0,
+        mig: dict[str, int] | None = None,
+        sharing: bool = False,
     ) -> int:
-        """`add_node` plus per-GPU memory and MIG slice counts (all free)."""
+        """`add_node` plus per-GPU memory, MIG slice counts (all free) and whether GPUs may be shared."""
         for profile in mig or {}:
             self.mig_id(profile)
         i = self.add_node(node)
         self.gpu_mem_mib[i] = gpu_mem_mib
+        self.sharing[i] = sharing
         self.mig_cap[i, :] = 0
         for profile, n in (mig or {}).items():
             self.mig_cap[i, self.mig_id(profile)] = n

@@ -28,12 +28,15 @@ UNKNOWN_NODE = "node is not in the extender's cluster view"
 
 @dataclass
 class Placement:
-    """What prioritize steered the pod to (for the demo and logs)."""
+    """What prioritize steered the pod to (for the demo and logs). `gpus` are physical indices; for a GPU
+    share (`gpu_milli` < 1000) that one index is what a device plugin must honour to pin the share there
+    (annotation `gpu-autoscaler.io/gpu-index`, see docs/scheduling.md "GPU sharing")."""
 
     node: str
     gpus: list[int]
     score: int
     parts: dict[str, float] = field(default_factory=dict)
+    gpu_milli: int = 1000
 
 
 @dataclass
@@ -111,7 +114,9 @@ class ExtenderService:
             if len(passed) == 1:  # kube-scheduler skips prioritize then: this is the node
                 only = int(passed_rows[0])
                 gpus = ad.assume_pod(ask, only)
-                self._remember(ask.key, Placement(names[only], ad.gpu_phys(only, gpus), 10))
+                self._remember(
+                    ask.key, Placement(names[only], ad.gpu_phys(only, gpus), 10, gpu_milli=ask.req.gpu_milli)
+                )
         log.info(
             "extender filter",
             extra={
@@ -167,6 +172,7 @@ class ExtenderService:
                             "balance": float(parts.balance[best]),
                             "total": float(parts.total[best]),
                         },
+                        gpu_milli=ask.req.gpu_milli,
                     ),
                 )
             if log.isEnabledFor(logging.DEBUG):
