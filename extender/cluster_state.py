@@ -174,10 +174,10 @@ class NodeStateAdapter:
         row = st.add_gpu_node(info.capacity, info.gpu_memory_mib, info.mig, sharing=info.sharing != "none")
         self.topo.set_node(row, info.links)
         agent_cols = [c for c, p in enumerate(info.gpu_phys) if p in info.allocated]
-        for key in sorted(self.node_pods.get(name, ())):
-            b = self.bound.get(key)
-            if b is not None:
-                self._place(row, b, prefer=agent_cols)
+        pods = [b for b in (self.bound.get(k) for k in self.node_pods.get(name, ())) if b is not None]
+        # pods that know their GPUs (pinned by annotation, or remembered) first: the rest fit around them
+        for b in sorted(pods, key=lambda b: (not (b.ask.pinned or b.gpus), b.key)):
+            self._place(row, b, prefer=agent_cols)
         for entry in self.assume.on_node(name):
             self._place_assumed(row, entry)
         phantom = [c for c in agent_cols if st.gpu_left[row, c] == GPU_MILLI]

@@ -87,7 +87,7 @@ def test_scheduler_extender_config() -> None:
 
 
 def test_webhook_registration_follows_the_contract() -> None:
-    (cfg,) = docs("webhook/mutating-webhook.yaml")
+    (cfg,) = docs("webhook/mutatingwebhookconfiguration.yaml")
     (hook,) = cfg["webhooks"]
     assert hook["clientConfig"]["service"]["path"] == "/mutate"
     assert hook["namespaceSelector"]["matchLabels"] == {"gpu-autoscaler.io/mig-rewrite": "enabled"}
