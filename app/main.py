@@ -37,6 +37,9 @@ def default_components() -> list[ComponentFactory]:
     from app.autoscaler.component import AutoscalerComponent
 
     factories.append(AutoscalerComponent)
+    from app.waste.component import WasteComponent
+
+    factories.append(WasteComponent)
     return factories
 
 

@@ -73,6 +73,10 @@ class Settings(BaseSettings):
     autoscaler_metrics_ttl: float = Field(15.0, gt=0, description="seconds a Prometheus snapshot is reused")
     autoscaler_write_status: bool = Field(False, description="patch VariantAutoscaling status each cycle")
 
+    # --- operations: waste scoring, operator CLI ------------------------------------------------------
+    waste_interval: float = Field(60.0, gt=0, description="seconds between waste-scoring cycles")
+    waste_window: str = Field("1h", pattern=r"^\d+[smhdw]$", description="Prometheus range averaged")
+
     @field_validator("tls_cert", "tls_key", "config")
     @classmethod
     def _file_exists(cls, value: Path | None) -> Path | None:

@@ -229,7 +229,7 @@ class NodeStateAdapter:
         return take
 
     def _pinned_cols(self, row: int, ask: PodAsk) -> list[int]:
-        """The pod's `gpu-autoscaler.io/gpu-index` (physical) as columns of this node; [] if it does not map."""
+        """The pod's `gpu-autoscaler.io/gpu-index` (physical) as this node's columns; [] if unmapped."""
         if not ask.pinned:
             return []
         info = self.infos.get(self.state.names[row])
@@ -357,10 +357,14 @@ class NodeStateAdapter:
     def rows_for(self, names: Iterable[str]) -> tuple[IntArray, list[str], list[str]]:
         """Rows of the known names (input order kept) and the names we do not know."""
         index = self.state.index
+        given = list(names)
+        got = list(map(index.get, given))  # one C-level pass; the per-name loop only when some are unknown
+        if None not in got:
+            return np.array(got, dtype=np.int64), given, []
         rows: list[int] = []
         known: list[str] = []
         unknown: list[str] = []
-        for name in names:
+        for name in given:
             r = index.get(name)
             if r is None:
                 unknown.append(name)

@@ -45,6 +45,21 @@ def _constant(msg: str) -> Reason:
     return reason
 
 
+def _memo(value: Callable[[int], int], text: Callable[[int], str]) -> Reason:
+    """A reason that depends on one number per row: each distinct number is formatted once (hundreds of
+    failing nodes share a handful of messages)."""
+    cache: dict[int, str] = {}
+
+    def reason(row: int) -> str:
+        v = value(row)
+        msg = cache.get(v)
+        if msg is None:
+            msg = cache[v] = text(v)
+        return msg
+
+    return reason
+
+
 def _gib(mib: int) -> str:
     return f"{mib / 1024:.0f} GiB"
 
@@ -227,21 +242,28 @@ def filter_free_gpus(
         return []
     if req.gpu_milli >= GPU_MILLI:
         k = req.gpu_count
+        free = state.full_free
         return [
             Failure(
-                state.full_free[rows] < k,
+                free[rows] < k,
                 False,
-                lambda r: f"needs {_plural(k, 'free GPU')}, node has {int(state.full_free[r])}",
+                _memo(lambda r: int(free[r]), lambda v: f"needs {_plural(k, 'free GPU')}, node has {v}"),
             )
         ]
     most = state.gpu_left[rows].max(axis=1)
+    bad = most < req.gpu_milli
+    freest: dict[int, int] = {}  # row -> freest GPU's milli, built once from `most` on the first failure
+
+    def value(r: int) -> int:
+        if not freest:
+            freest.update(zip(rows[bad].tolist(), most[bad].tolist(), strict=True))
+        return freest[r]
+
     return [
         Failure(
-            most < req.gpu_milli,
+            bad,
             False,
-            lambda r: (
-                f"needs {req.gpu_milli}m of one GPU, the freest GPU has {int(state.gpu_left[r].max())}m"
-            ),
+            _memo(value, lambda v: f"needs {req.gpu_milli}m of one GPU, the freest GPU has {v}m"),
         )
     ]
 
@@ -298,8 +320,7 @@ def run_filters(
             new = f.bad & ~failed
             if new.any():
                 target = outcome.unresolvable if f.unresolvable else outcome.failed
-                for j in np.flatnonzero(new):
-                    r = int(rows[j])
+                for r in rows[new].tolist():
                     target[r] = f.reason(r)
                 failed |= new
         if failed.all():

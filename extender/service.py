@@ -110,7 +110,7 @@ class ExtenderService:
                 if why is not None:
                     failed.update({names[int(r)]: why for r in passed_rows})
                     passed_rows = passed_rows[:0]
-            passed = {names[int(r)] for r in passed_rows}
+            passed = {names[r] for r in passed_rows.tolist()}
             if len(passed) == 1:  # kube-scheduler skips prioritize then: this is the node
                 only = int(passed_rows[0])
                 gpus = ad.assume_pod(ask, only)
@@ -154,7 +154,8 @@ class ExtenderService:
             feasible = outcome.passed
             parts = score_parts(ad.state, feasible, ask, self.config, ad.topo, self.frag)
             ints = to_extender_scores(parts.total)
-            by_row = {int(r): int(s) for r, s in zip(feasible, ints, strict=True)}
+            per_row = np.zeros(ad.state.n, dtype=np.int64)  # 0 for every row that is not feasible
+            per_row[feasible] = ints
             names = ad.state.names
             if len(feasible):
                 best = int(np.argmax(parts.total))  # first of the best: input order breaks ties
@@ -192,10 +193,16 @@ class ExtenderService:
                         },
                     )
             row_of = ad.state.index
+            if req.cache_mode and not req.unknown:  # NodeNames all known: rows aligned with the input
+                return [
+                    {"Host": n, "Score": s}
+                    for n, s in zip(req.known, per_row[req.rows].tolist(), strict=True)
+                ]
+            scores = per_row.tolist()
         out = []
         for name in self._input_names(args):
             r = row_of.get(name)
-            out.append({"Host": name, "Score": by_row.get(r, 0) if r is not None else 0})
+            out.append({"Host": name, "Score": scores[r] if r is not None else 0})
         return out
 
     @staticmethod

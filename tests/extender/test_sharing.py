@@ -54,7 +54,13 @@ def share_pod(name: str, milli: Any, node: str | None = None, index: str | None 
     if index is not None:
         ann[INDEX] = index
     return make_pod(
-        name, gpus=1, annotations=ann, node=node, phase="Running" if node else "Pending", cpu="1", memory="4Gi"
+        name,
+        gpus=1,
+        annotations=ann,
+        node=node,
+        phase="Running" if node else "Pending",
+        cpu="1",
+        memory="4Gi",
     )
 
 
@@ -124,7 +130,9 @@ def test_invalid_annotation_fails_every_node_with_the_reason(make_client: Any) -
     filt, _ = _schedule(client, share_pod("p", "1500"), ["ts", "plain"])
     assert filt["NodeNames"] == []
     reasons = set(filt["FailedAndUnresolvableNodes"].values())
-    assert reasons == {"annotation gpu-autoscaler.io/gpu-milli='1500' is not an integer 1..999 (milli-GPU of one GPU)"}
+    assert reasons == {
+        "annotation gpu-autoscaler.io/gpu-milli='1500' is not an integer 1..999 (milli-GPU of one GPU)"
+    }
 
 
 def test_shares_pack_per_gpu_and_the_choice_is_reported(make_client: Any) -> None:

@@ -1,0 +1,1 @@
+"""Operator views (status, cost, optimize, report): pure functions over plain cluster facts."""

@@ -1,0 +1,107 @@
+"""DCGM window averages from Prometheus -> `GpuUse` rows. Two queries per cycle whatever the cluster size.
+
+Every query groups `by (namespace, pod, node, gpu, GPU_I_ID)` over all pods (dcgm-exporter's Kubernetes
+mapping adds `namespace`/`pod`; `node` comes from its `Hostname` label, or `hostname` on newer exporters,
+or a relabelled `node`). A MIG slice is its own row, `gpu` = '<index>/<GPU_I_ID>'.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+from typing import Any
+
+import httpx
+
+from app.waste.score import GpuUse
+
+log = logging.getLogger(__name__)
+
+BY = "namespace, pod, node, gpu, GPU_I_ID"
+
+
+def _node_label(expr: str) -> str:
+    """Copy `Hostname` (released exporters) or `hostname` (newer) into `node`, keeping a relabelled one."""
+    inner = f'label_replace({expr}, "node", "$1", "Hostname", "(.+)")'
+    return f'label_replace({inner}, "node", "$1", "hostname", "(.+)")'
+
+
+def build_queries(window: str = "1h") -> dict[str, str]:
+    """The PromQL of one cycle, by name (instant queries)."""
+
+    def avg(metric: str) -> str:
+        return f'avg_over_time({metric}{{pod!=""}}[{window}])'
+
+    mem = f"{avg('DCGM_FI_DEV_FB_USED')} / ({avg('DCGM_FI_DEV_FB_USED')} + {avg('DCGM_FI_DEV_FB_FREE')})"
+    return {
+        "memory": f"avg by ({BY}) ({_node_label(mem)})",
+        "compute": (
+            f"avg by ({BY}) ({_node_label(avg('DCGM_FI_PROF_GR_ENGINE_ACTIVE'))})"
+            f" or avg by ({BY}) ({_node_label(avg('DCGM_FI_DEV_GPU_UTIL'))}) / 100"
+        ),
+    }
+
+
+def _key(metric: dict[str, str]) -> tuple[str, str, str, str]:
+    gpu = str(metric.get("gpu", ""))
+    gi = str(metric.get("GPU_I_ID", ""))
+    return (
+        str(metric.get("namespace", "")),
+        str(metric.get("pod", "")),
+        str(metric.get("node", "")),
+        f"{gpu}/{gi}" if gi else gpu,
+    )
+
+
+def uses_from_vectors(vectors: dict[str, list[dict[str, Any]]]) -> list[GpuUse]:
+    """Join the `result` lists of `build_queries` into one GpuUse per (namespace, pod, node, gpu)."""
+    table: dict[tuple[str, str, str, str], dict[str, float]] = {}
+    for name, result in vectors.items():
+        for sample in result:
+            key = _key(sample.get("metric") or {})
+            if not key[0] or not key[1]:
+                continue
+            try:
+                value = float(sample["value"][1])
+            except (KeyError, IndexError, TypeError, ValueError):
+                continue
+            if math.isfinite(value):
+                table.setdefault(key, {})[name] = value
+    return [
+        GpuUse(ns, pod, node, gpu, compute=vals.get("compute"), memory=vals.get("memory"))
+        for (ns, pod, node, gpu), vals in sorted(table.items())
+    ]
+
+
+class WasteCollector:
+    """Fetches the window averages from the Prometheus HTTP API (`/api/v1/query`)."""
+
+    def __init__(
+        self, base_url: str, window: str = "1h", client: httpx.AsyncClient | None = None, timeout: float = 30.0
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.window = window
+        self._client = client or httpx.AsyncClient(timeout=httpx.Timeout(timeout, connect=5.0))
+
+    async def _query(self, promql: str) -> list[dict[str, Any]]:
+        resp = await self._client.get(f"{self.base_url}/api/v1/query", params={"query": promql})
+        resp.raise_for_status()
+        body = resp.json()
+        if body.get("status") != "success":
+            raise RuntimeError(f"prometheus: {body.get('errorType', '?')}: {body.get('error', '?')}")
+        data = body.get("data") or {}
+        if data.get("resultType") != "vector":
+            raise RuntimeError(f"prometheus: expected a vector, got {data.get('resultType')}")
+        result: list[dict[str, Any]] = data.get("result") or []
+        return result
+
+    async def fetch(self) -> list[GpuUse]:
+        queries = build_queries(self.window)
+        results = await asyncio.gather(*(self._query(q) for q in queries.values()))
+        uses = uses_from_vectors(dict(zip(queries, results, strict=True)))
+        log.debug("waste samples fetched", extra={"gpus": len(uses), "window": self.window})
+        return uses
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
