@@ -75,7 +75,7 @@ class Settings(BaseSettings):
 
     # --- operations: waste scoring, operator CLI ------------------------------------------------------
     waste_interval: float = Field(60.0, gt=0, description="seconds between waste-scoring cycles")
-    waste_window: str = Field("1h", pattern=r"^\d+[smhdw]$", description="Prometheus range averaged")
+    waste_window: str = Field("1h", description="Prometheus range the DCGM use is averaged over")
 
     @field_validator("tls_cert", "tls_key", "config")
     @classmethod

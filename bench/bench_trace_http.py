@@ -286,6 +286,10 @@ def run(pods_limit: int | None, k: int, warmup: int = 20) -> dict[str, Any]:
             cluster.upsert(pod_object(p, host))  # the watch delivers the bound pod
             stats["placed"] += 1
         wall = time.perf_counter() - wall0
+        # the floor: a pod asking no GPU is passed through untouched (HTTP + JSON + framework, no decision)
+        idle = pod_object(TracePod("floor", 1000, 1024, 0, 0, ""))
+        body = json.dumps({"Pod": idle, "Nodes": None, "NodeNames": sampler.names[:k]}).encode()
+        t_floor = [post("/filter", body)[1] for _ in range(200)]
         conn.close()
     finally:
         server.should_exit = True
@@ -306,6 +310,7 @@ def run(pods_limit: int | None, k: int, warmup: int = 20) -> dict[str, Any]:
         "prioritize_p99_ms": round(pct(t_prio, 0.99), 2),
         "both_p50_ms": round(pct(t_both, 0.5), 2),
         "both_p99_ms": round(pct(t_both, 0.99), 2),
+        "passthrough_p50_ms": round(pct(t_floor, 0.5), 2),
         "replay_pods_per_s": round(len(pods) / wall, 1),
         "extender_gpu_pods_per_s": round(stats["gpu_pods"] / (busy / 1000), 1) if busy else 0,
         "wall_s": round(wall, 1),
@@ -334,6 +339,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{'verb':<22} {'p50 ms':>8} {'p99 ms':>8}")
     for verb, key in (("filter", "filter"), ("prioritize", "prioritize"), ("filter + prioritize", "both")):
         print(f"{verb:<22} {out[key + '_p50_ms']:>8} {out[key + '_p99_ms']:>8}")
+    print(f"{'passthrough (floor)':<22} {out['passthrough_p50_ms']:>8}")
     print(
         f"replay {out['replay_pods_per_s']} pods/s (client included, {out['wall_s']} s); "
         f"extender time alone {out['extender_gpu_pods_per_s']} GPU pods/s"

@@ -20,6 +20,7 @@ from typing import Any, Literal, Protocol
 
 import httpx
 
+from app.prometheus import query_vector
 from webhook.mig import Usage, mig_compute_fraction
 
 log = logging.getLogger(__name__)
@@ -220,16 +221,7 @@ class PrometheusHistory:
         self._client = client or httpx.AsyncClient(timeout=httpx.Timeout(30.0, connect=5.0))
 
     async def _query(self, promql: str) -> list[dict[str, Any]]:
-        resp = await self._client.get(f"{self.base_url}/api/v1/query", params={"query": promql})
-        resp.raise_for_status()
-        body = resp.json()
-        if body.get("status") != "success":
-            raise RuntimeError(f"prometheus: {body.get('errorType', '?')}: {body.get('error', '?')}")
-        data = body.get("data") or {}
-        if data.get("resultType") != "vector":
-            raise RuntimeError(f"prometheus: expected a vector, got {data.get('resultType')}")
-        result: list[dict[str, Any]] = data.get("result") or []
-        return result
+        return await query_vector(self._client, self.base_url, promql)
 
     async def fetch(self, key: WorkloadKey) -> dict[str, Usage]:
         queries = build_queries(key, self.window)

@@ -37,9 +37,15 @@ def register(sub: Any) -> None:
     p.add_argument("--node", default=None, help="Node name (default: $NODE_NAME)")
     p.add_argument("--dry-run", action="store_true", help="print the annotation JSON instead of writing it")
     p.add_argument("--interval", type=float, default=None, help="refresh every N seconds (default: once)")
-    p.add_argument("--from-topo-file", type=Path, default=None, help="read `nvidia-smi topo -m` text, not NVML")
-    p.add_argument("--product", default="", help="with --from-topo-file: GPU product name (default: node label)")
-    p.add_argument("--memory-mib", type=int, default=0, help="with --from-topo-file: MiB per GPU (default: label)")
+    p.add_argument(
+        "--from-topo-file", type=Path, default=None, help="read `nvidia-smi topo -m` text, not NVML"
+    )
+    p.add_argument(
+        "--product", default="", help="with --from-topo-file: GPU product name (default: node label)"
+    )
+    p.add_argument(
+        "--memory-mib", type=int, default=0, help="with --from-topo-file: MiB per GPU (default: label)"
+    )
     p.add_argument("--cluster", default="kube", help="kube (default) | PATH of a snapshot (tests, demos)")
     p.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     p.set_defaults(func=run)
@@ -75,7 +81,7 @@ def collect(args: argparse.Namespace, nvml: Nvml | None = None) -> dict[str, Any
 
 
 def fill_from_labels(annotation: dict[str, Any], node: dict[str, Any]) -> dict[str, Any]:
-    """Product / memory the source did not know (topo text) taken from the node's GPU Feature Discovery labels."""
+    """Product / memory the source did not know (topo text) taken from the node's GFD labels."""
     labels = (node.get("metadata") or {}).get("labels") or {}
     product = str(labels.get("nvidia.com/gpu.product", "")).replace("-", " ")
     memory = str(labels.get("nvidia.com/gpu.memory", ""))

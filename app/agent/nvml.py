@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 from collections import Counter
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -166,16 +167,16 @@ def discover(nvml: Nvml, sysfs: Path = SYSFS_PCI) -> tuple[list[GpuDevice], list
             elif counts[i][j] > 0:
                 row.append(f"NV{counts[i][j]}")
             else:
-                level = _optional(
-                    nvml,
-                    lambda a=handles[i], b=handles[j]: nvml.nvmlDeviceGetTopologyCommonAncestor(a, b),
-                    "common ancestor",
-                    i,
-                )
+                query = partial(nvml.nvmlDeviceGetTopologyCommonAncestor, handles[i], handles[j])
+                level = _optional(nvml, query, "common ancestor", i)
                 row.append(level_token(level) if level is not None else "SYS")
         links.append(row)
     log.info(
         "gpus discovered",
-        extra={"gpus": n, "nvlink_gpus": sum(1 for rs in remotes if rs), "products": sorted({d.product for d in devices})},
+        extra={
+            "gpus": n,
+            "nvlink_gpus": sum(1 for rs in remotes if rs),
+            "products": sorted({d.product for d in devices}),
+        },
     )
     return devices, links

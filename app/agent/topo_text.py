@@ -2,7 +2,7 @@
 
 Accepts what real machines print (see shared/reference/nvidia-smi-topo-format.md): TAB-separated or
 space-aligned copies, wrapper lines before the matrix (`GPU Topology:`), indentation, NIC columns (`NIC0…`
-or `mlx5_0…`), and 1–3 affinity columns (`CPU Affinity`, `NUMA Affinity`, `GPU NUMA ID`) mapped by name from
+or `mlx5_0…`), and 1-3 affinity columns (`CPU Affinity`, `NUMA Affinity`, `GPU NUMA ID`) mapped by name from
 the right. Link columns are mapped by position from the left. A line it cannot read raises TopoParseError
 naming the line, never a guess.
 """
@@ -38,7 +38,14 @@ class TopoMatrix:
         out = []
         for idx, aff in zip(self.indices, self.affinity, strict=True):
             m = _FIRST_INT.match(aff.get("NUMA Affinity", "").strip())
-            out.append(GpuDevice(index=idx, product=product, memory_mib=memory_mib, numa_node=int(m.group(1)) if m else None))
+            out.append(
+                GpuDevice(
+                    index=idx,
+                    product=product,
+                    memory_mib=memory_mib,
+                    numa_node=int(m.group(1)) if m else None,
+                )
+            )
         return out
 
 
@@ -115,7 +122,9 @@ def parse_topo(text: str) -> TopoMatrix:
             drop = len(rest) - 1 - rest[::-1].index("")
             rest.pop(drop)
         if len(rest) > len(affinity):
-            raise TopoParseError(f"line {k + 1}: {name}: {len(rest)} affinity cells for {len(affinity)} columns")
+            raise TopoParseError(
+                f"line {k + 1}: {name}: {len(rest)} affinity cells for {len(affinity)} columns"
+            )
         named = dict(zip(affinity[len(affinity) - len(rest) :], rest, strict=True))
         indices.append(int(m.group(1)))
         links.append(row)
@@ -123,7 +132,9 @@ def parse_topo(text: str) -> TopoMatrix:
     if not indices:
         raise TopoParseError(f"line {start + 1}: header has no GPU rows under it")
     if indices != list(range(gpu_cols)):
-        raise TopoParseError(f"GPU rows {indices} do not match the {gpu_cols} GPU columns of line {start + 1}")
+        raise TopoParseError(
+            f"GPU rows {indices} do not match the {gpu_cols} GPU columns of line {start + 1}"
+        )
     for i in range(gpu_cols):
         for j in range(gpu_cols):
             if (links[i][j] == "X") != (i == j):

@@ -20,6 +20,8 @@ from typing import Any, Protocol
 
 import httpx
 
+from app.prometheus import query_vector
+
 log = logging.getLogger(__name__)
 
 PodKey = tuple[str, str]  # (namespace, pod)
@@ -149,16 +151,7 @@ class PrometheusSource:
 
     async def _query(self, promql: str) -> list[dict[str, Any]]:
         self.queries_sent += 1
-        resp = await self._client.post(f"{self.url}/api/v1/query", data={"query": promql})
-        resp.raise_for_status()
-        body = resp.json()
-        if body.get("status") != "success":
-            raise RuntimeError(f"prometheus: {body.get('errorType')}: {body.get('error')}")
-        data = body.get("data") or {}
-        if data.get("resultType") != "vector":
-            raise RuntimeError(f"prometheus: expected a vector, got {data.get('resultType')}")
-        result: list[dict[str, Any]] = data.get("result") or []
-        return result
+        return await query_vector(self._client, self.url, promql, method="POST")
 
     async def refresh(self) -> MetricsSnapshot:
         """Fetch now (all queries concurrently); on failure keep the old samples, flagged with the error."""

@@ -102,9 +102,8 @@ def usage_to_uses(facts: ClusterFacts, usage: Mapping[WorkloadKey, Mapping[str, 
 
 
 async def _prometheus(inputs: Inputs, url: str) -> None:
-    from webhook.history import PrometheusHistory
-
     from app.waste.collector import WasteCollector
+    from webhook.history import PrometheusHistory
 
     keys = sorted({p.workload for p in inputs.facts.holding() if p.gpus == 1 and not p.mig}, key=str)
     hist = PrometheusHistory(url, inputs.settings.history_window)
@@ -151,7 +150,10 @@ async def load_inputs(args: argparse.Namespace) -> Inputs:
     inputs = Inputs(facts, nodes, prices, _now(args.now), settings)
     if settings.prometheus_url:
         await _prometheus(inputs, settings.prometheus_url)
-        inputs.notes.append(f"usage: Prometheus {settings.prometheus_url} (history {settings.history_window}, waste {settings.waste_window})")
+        inputs.notes.append(
+            f"usage: Prometheus {settings.prometheus_url} "
+            f"(history {settings.history_window}, waste {settings.waste_window})"
+        )
     elif settings.cluster == "demo" or cluster.source.endswith("/demo"):
         inputs.usage = _demo_usage()
         inputs.waste = waste_scores(usage_to_uses(facts, inputs.usage))
@@ -181,7 +183,14 @@ def build(view: str, inputs: Inputs) -> dict[str, Any]:
         inputs.notes,
     )
     op["waste"] = [
-        {"namespace": w.namespace, "pod": w.pod, "node": w.node, "gpu": w.gpu, "score": w.score, "reasons": list(w.reasons)}
+        {
+            "namespace": w.namespace,
+            "pod": w.pod,
+            "node": w.node,
+            "gpu": w.gpu,
+            "score": w.score,
+            "reasons": list(w.reasons),
+        }
         for w in inputs.waste
     ]
     if view == "optimize":
@@ -214,31 +223,88 @@ def _print_tables(view: str, doc: dict[str, Any]) -> None:
             f"{tot['nodes']} GPU nodes · {tot['gpus']} GPUs ({tot['used']} used, {tot['free']} free) · "
             f"{tot['mig_slices']} MIG slices ({tot['mig_used']} used) · {tot['pods']} pods · {doc['source']}"
         )
-        table("GPUs per product", ["product", "nodes", "GPUs", "used", "free", "MIG slices", "MIG used"],
-              [[p["product"], p["nodes"], p["gpus"], p["used"], p["free"], p["mig_slices"], p["mig_used"]] for p in doc["products"]])
-        table("Nodes", ["node", "product", "GPUs", "used", "free", "MIG used/total", "topology"],
-              [[n["name"], n["product"], n["gpus"], n["used"], n["free"],
-                ", ".join(f"{m['profile']} {m['used']}/{m['total']}" for m in n["mig"]), n["topology"]] for n in doc["nodes"]])
-        table("Pods holding GPUs", ["namespace", "pod", "node", "GPUs", "phase"],
-              [[p["namespace"], p["name"], p["node"] or "(pending)", p["gpus"], p["phase"]] for p in doc["pods"]])
+        table(
+            "GPUs per product",
+            ["product", "nodes", "GPUs", "used", "free", "MIG slices", "MIG used"],
+            [
+                [p["product"], p["nodes"], p["gpus"], p["used"], p["free"], p["mig_slices"], p["mig_used"]]
+                for p in doc["products"]
+            ],
+        )
+        table(
+            "Nodes",
+            ["node", "product", "GPUs", "used", "free", "MIG used/total", "topology"],
+            [
+                [
+                    n["name"],
+                    n["product"],
+                    n["gpus"],
+                    n["used"],
+                    n["free"],
+                    ", ".join(f"{m['profile']} {m['used']}/{m['total']}" for m in n["mig"]),
+                    n["topology"],
+                ]
+                for n in doc["nodes"]
+            ],
+        )
+        table(
+            "Pods holding GPUs",
+            ["namespace", "pod", "node", "GPUs", "phase"],
+            [
+                [p["namespace"], p["name"], p["node"] or "(pending)", p["gpus"], p["phase"]]
+                for p in doc["pods"]
+            ],
+        )
     elif view == "cost":
         tot = doc["totals"]
         console.print(
             f"Spend {_usd(tot['usd_per_hour'])}/h · {_usd(tot['usd_per_month'])}/month · idle "
-            f"{_usd(tot['idle_usd_per_hour'])}/h ({_usd(tot['idle_usd_per_month'])}/month) · prices: {doc['prices']}"
+            f"{_usd(tot['idle_usd_per_hour'])}/h ({_usd(tot['idle_usd_per_month'])}/month) · "
+            f"prices: {doc['prices']}"
         )
-        table("Per namespace", ["namespace", "pods", "GPUs", "$/hour", "$/month", "GPU-hours", "$ so far"],
-              [[a["namespace"], a["pods"], a["gpus"], _usd(a["usd_per_hour"]), _usd(a["usd_per_month"]),
-                a["gpu_hours"], _usd(a["usd_so_far"])] for a in doc["namespaces"]])
-        table("Per workload", ["workload", "pods", "GPUs", "$/hour", "$/month"],
-              [[a["workload"], a["pods"], a["gpus"], _usd(a["usd_per_hour"]), _usd(a["usd_per_month"])] for a in doc["workloads"]])
-        table("Idle GPUs", ["node", "product", "idle GPUs", "$/hour", "$/month"],
-              [[i["node"], i["product"], i["idle_gpus"], _usd(i["usd_per_hour"]), _usd(i["usd_per_month"])] for i in doc["idle"]])
+        table(
+            "Per namespace",
+            ["namespace", "pods", "GPUs", "$/hour", "$/month", "GPU-hours", "$ so far"],
+            [
+                [
+                    a["namespace"],
+                    a["pods"],
+                    a["gpus"],
+                    _usd(a["usd_per_hour"]),
+                    _usd(a["usd_per_month"]),
+                    a["gpu_hours"],
+                    _usd(a["usd_so_far"]),
+                ]
+                for a in doc["namespaces"]
+            ],
+        )
+        table(
+            "Per workload",
+            ["workload", "pods", "GPUs", "$/hour", "$/month"],
+            [
+                [a["workload"], a["pods"], a["gpus"], _usd(a["usd_per_hour"]), _usd(a["usd_per_month"])]
+                for a in doc["workloads"]
+            ],
+        )
+        table(
+            "Idle GPUs",
+            ["node", "product", "idle GPUs", "$/hour", "$/month"],
+            [
+                [i["node"], i["product"], i["idle_gpus"], _usd(i["usd_per_hour"]), _usd(i["usd_per_month"])]
+                for i in doc["idle"]
+            ],
+        )
         if doc["unpriced_products"]:
             console.print("No price for: " + ", ".join(doc["unpriced_products"]) + " (pass --prices FILE)")
     else:
-        table("Suggestions", ["kind", "target", "suggestion", "why", "saves $/h"],
-              [[s["kind"], s["target"], s["action"], s["reason"], _usd(s.get("usd_per_hour_saved"))] for s in doc["suggestions"]])
+        table(
+            "Suggestions",
+            ["kind", "target", "suggestion", "why", "saves $/h"],
+            [
+                [s["kind"], s["target"], s["action"], s["reason"], _usd(s.get("usd_per_hour_saved"))]
+                for s in doc["suggestions"]
+            ],
+        )
         console.print(f"Total saving if all applied: {_usd(doc['usd_per_hour_saved'])}/h")
         for note in doc["notes"]:
             console.print(f"note: {note}")

@@ -1,1 +1,1 @@
-"""GPU cost: a $/GPU-hour price table (dated seed from the shared reference, overridable) and pure cost views."""
+"""GPU cost: a $/GPU-hour price table (a dated, overridable seed) and pure cost views."""

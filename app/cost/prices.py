@@ -43,7 +43,9 @@ def parse_prices(data: Any, origin: str) -> PriceTable:
     elif isinstance(data, dict) and data and all(isinstance(v, int | float) for v in data.values()):
         entries = [{"match": k, "usd_per_gpu_hour": v} for k, v in data.items()]
     else:
-        raise PriceError(f"{origin}: expected {{'prices': [...]}} or a mapping of product pattern to $/GPU-hour")
+        raise PriceError(
+            f"{origin}: expected {{'prices': [...]}} or a mapping of product pattern to $/GPU-hour"
+        )
     out: list[Price] = []
     for i, e in enumerate(entries):
         where = f"{origin}: prices[{i}]"

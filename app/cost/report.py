@@ -1,11 +1,11 @@
 """Pure cost views: GPU-hours and $ per namespace and workload, the monthly projection, idle-GPU cost.
 
-    hourly(pod)    = GPU-equivalents held x $/GPU-hr of its node's product (a MIG slice counts as its
-                     compute share of the GPU, e.g. 1g.10gb on an A100 = 1/7)
-    gpu_hours(pod) = GPU-equivalents x hours since the pod started (status.startTime), up to `now`
-    monthly        = hourly x 730 (hours in an average month), if today's allocation stays
-    idle           = free whole GPUs and unallocated MIG slices on each node x its price
-    wasted         = sum over held GPUs of price x waste score / 100 (when waste scores are given)
+hourly(pod)    = GPU-equivalents held x $/GPU-hr of its node's product (a MIG slice counts as its
+                 compute share of the GPU, e.g. 1g.10gb on an A100 = 1/7)
+gpu_hours(pod) = GPU-equivalents x hours since the pod started (status.startTime), up to `now`
+monthly        = hourly x 730 (hours in an average month), if today's allocation stays
+idle           = free whole GPUs and unallocated MIG slices on each node x its price
+wasted         = sum over held GPUs of price x waste score / 100 (when waste scores are given)
 """
 
 from __future__ import annotations
@@ -59,7 +59,15 @@ def cost(
         acc: dict[str, dict[str, Any]] = {}
         for r in rows:
             a = acc.setdefault(
-                r[key], {key: r[key], "pods": 0, "gpus": 0.0, "usd_per_hour": 0.0, "gpu_hours": 0.0, "usd_so_far": 0.0}
+                r[key],
+                {
+                    key: r[key],
+                    "pods": 0,
+                    "gpus": 0.0,
+                    "usd_per_hour": 0.0,
+                    "gpu_hours": 0.0,
+                    "usd_so_far": 0.0,
+                },
             )
             if key == "workload":
                 a["namespace"] = r["namespace"]
@@ -83,7 +91,9 @@ def cost(
         used, mig_used = node_usage(facts, n.name)
         free = float(max(0, n.gpus - used))
         for profile, total in n.mig.items():
-            free += max(0, total - mig_used.get(profile, 0)) * (mig_compute_fraction(profile, n.product) or 0.0)
+            free += max(0, total - mig_used.get(profile, 0)) * (
+                mig_compute_fraction(profile, n.product) or 0.0
+            )
         if free <= 0:
             continue
         price = prices.per_hour(n.product)
@@ -104,8 +114,10 @@ def cost(
         if price is not None:
             frac = 1.0 if "/" not in w.gpu else 0.0  # a MIG slice's share is counted through its pod below
             if frac == 0.0:
-                pod = next((p for p in facts.holding(w.node) if p.name == w.pod and p.namespace == w.namespace), None)
-                frac = gpu_equivalent(pod, product_of.get(w.node, "")) if pod else 0.0
+                owner = next(
+                    (p for p in facts.holding(w.node) if p.name == w.pod and p.namespace == w.namespace), None
+                )
+                frac = gpu_equivalent(owner, product_of.get(w.node, "")) if owner else 0.0
             wasted += price * frac * w.score / 100.0
     held = sum(r["usd_per_hour"] or 0.0 for r in rows)
     idle_hour = sum(i["usd_per_hour"] or 0.0 for i in idle)

@@ -135,7 +135,9 @@ def gpu_pod(obj: Mapping[str, Any]) -> GpuPod | None:
     )
 
 
-def cluster_facts(nodes: Iterable[Mapping[str, Any]], pods: Iterable[Mapping[str, Any]], source: str = "") -> ClusterFacts:
+def cluster_facts(
+    nodes: Iterable[Mapping[str, Any]], pods: Iterable[Mapping[str, Any]], source: str = ""
+) -> ClusterFacts:
     """Facts of every GPU node and GPU pod; objects that cannot be read are skipped and named."""
     out_nodes: list[NodeFacts] = []
     out_pods: list[GpuPod] = []

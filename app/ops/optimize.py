@@ -92,7 +92,9 @@ def mig_suggestions(
     return out
 
 
-def waste_suggestions(facts: ClusterFacts, waste: Iterable[WasteScore], prices: PriceTable) -> list[dict[str, Any]]:
+def waste_suggestions(
+    facts: ClusterFacts, waste: Iterable[WasteScore], prices: PriceTable
+) -> list[dict[str, Any]]:
     product_of = {n.name: n.product for n in facts.nodes}
     out: list[dict[str, Any]] = []
     for w in waste:
@@ -137,7 +139,7 @@ def fragmentation_suggestions(facts: ClusterFacts, prices: PriceTable) -> list[d
                     "target": n.name,
                     "free_gpus": free,
                     "largest_connected_free_set": free_best,
-                    "reason": f"{free} GPUs free but at most {free_best} of them are connected better than SYS",
+                    "reason": f"{free} GPUs free, at most {free_best} of them connected better than SYS",
                     "usd_per_hour_saved": None,
                     "action": "repack: move the node's pods so its free GPUs share a socket/NVLink domain "
                     "(use resource_policy=fragmentation for new pods)",
@@ -158,7 +160,9 @@ def fragmentation_suggestions(facts: ClusterFacts, prices: PriceTable) -> list[d
             m for m in facts.nodes if m.name != n.name and m.product == n.product and m.name not in drained
         ]
         plan: list[tuple[GpuPod, str]] = []
-        room = {m.name: receivers[m.name] for m in peers if receivers[m.name] < m.gpus}  # only partly used ones
+        room = {
+            m.name: receivers[m.name] for m in peers if receivers[m.name] < m.gpus
+        }  # only partly used ones
         for pod in pods:
             dest = next((name for name, r in sorted(room.items()) if r >= pod.gpus), None)
             if dest is None:
@@ -178,7 +182,8 @@ def fragmentation_suggestions(facts: ClusterFacts, prices: PriceTable) -> list[d
                 "kind": "consolidate",
                 "target": n.name,
                 "moves": [{"pod": f"{p.namespace}/{p.name}", "gpus": p.gpus, "to": d} for p, d in plan],
-                "reason": f"{n.gpus - free_of[n.name]} of {n.gpus} GPUs used; its pods fit on other {n.product} nodes",
+                "reason": f"{n.gpus - free_of[n.name]} of {n.gpus} GPUs used; "
+                f"its pods fit on other {n.product} nodes",
                 "usd_per_hour_saved": round(price * n.gpus, 2) if price is not None else None,
                 "action": f"cordon and drain {n.name}, then scale the node pool down by one",
             }

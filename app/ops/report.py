@@ -37,7 +37,10 @@ def markdown(status: dict[str, Any], cost: dict[str, Any], optimize: dict[str, A
         "",
         _table(
             ["product", "nodes", "GPUs", "used", "free", "MIG slices", "MIG used"],
-            [[p["product"], p["nodes"], p["gpus"], p["used"], p["free"], p["mig_slices"], p["mig_used"]] for p in status["products"]],
+            [
+                [p["product"], p["nodes"], p["gpus"], p["used"], p["free"], p["mig_slices"], p["mig_used"]]
+                for p in status["products"]
+            ],
         ),
         "",
         "## Nodes",
@@ -62,7 +65,10 @@ def markdown(status: dict[str, Any], cost: dict[str, Any], optimize: dict[str, A
         "",
         _table(
             ["namespace", "pod", "node", "GPUs", "phase"],
-            [[p["namespace"], p["name"], p["node"] or "(pending)", p["gpus"], p["phase"]] for p in status["pods"]],
+            [
+                [p["namespace"], p["name"], p["node"] or "(pending)", p["gpus"], p["phase"]]
+                for p in status["pods"]
+            ],
         ),
         "",
         "## Cost per namespace",
@@ -70,7 +76,15 @@ def markdown(status: dict[str, Any], cost: dict[str, Any], optimize: dict[str, A
         _table(
             ["namespace", "pods", "GPUs", "$/hour", "$/month", "GPU-hours so far", "$ so far"],
             [
-                [a["namespace"], a["pods"], a["gpus"], _usd(a["usd_per_hour"]), _usd(a["usd_per_month"]), a["gpu_hours"], _usd(a["usd_so_far"])]
+                [
+                    a["namespace"],
+                    a["pods"],
+                    a["gpus"],
+                    _usd(a["usd_per_hour"]),
+                    _usd(a["usd_per_month"]),
+                    a["gpu_hours"],
+                    _usd(a["usd_so_far"]),
+                ]
                 for a in cost["namespaces"]
             ],
         ),
@@ -79,14 +93,20 @@ def markdown(status: dict[str, Any], cost: dict[str, Any], optimize: dict[str, A
         "",
         _table(
             ["workload", "pods", "GPUs", "$/hour", "$/month"],
-            [[a["workload"], a["pods"], a["gpus"], _usd(a["usd_per_hour"]), _usd(a["usd_per_month"])] for a in cost["workloads"]],
+            [
+                [a["workload"], a["pods"], a["gpus"], _usd(a["usd_per_hour"]), _usd(a["usd_per_month"])]
+                for a in cost["workloads"]
+            ],
         ),
         "",
         "## Idle GPUs",
         "",
         _table(
             ["node", "product", "idle GPUs", "$/hour", "$/month"],
-            [[i["node"], i["product"], i["idle_gpus"], _usd(i["usd_per_hour"]), _usd(i["usd_per_month"])] for i in cost["idle"]],
+            [
+                [i["node"], i["product"], i["idle_gpus"], _usd(i["usd_per_hour"]), _usd(i["usd_per_month"])]
+                for i in cost["idle"]
+            ],
         ),
         "",
         "## Suggestions",
@@ -96,7 +116,10 @@ def markdown(status: dict[str, Any], cost: dict[str, Any], optimize: dict[str, A
         parts.append(
             _table(
                 ["kind", "target", "suggestion", "why", "saves $/hour"],
-                [[s["kind"], s["target"], s["action"], s["reason"], _usd(s.get("usd_per_hour_saved"))] for s in optimize["suggestions"]],
+                [
+                    [s["kind"], s["target"], s["action"], s["reason"], _usd(s.get("usd_per_hour_saved"))]
+                    for s in optimize["suggestions"]
+                ],
             )
         )
     else:

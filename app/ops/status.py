@@ -25,8 +25,13 @@ def status(facts: ClusterFacts) -> dict[str, Any]:
     for n in facts.nodes:
         used, mig_used = node_usage(facts, n.name)
         free = max(0, n.gpus - used)
-        mig = [
-            {"profile": p, "total": total, "used": mig_used.get(p, 0), "free": max(0, total - mig_used.get(p, 0))}
+        mig: list[dict[str, Any]] = [
+            {
+                "profile": p,
+                "total": total,
+                "used": mig_used.get(p, 0),
+                "free": max(0, total - mig_used.get(p, 0)),
+            }
             for p, total in n.mig.items()
         ]
         nodes.append(
@@ -42,7 +47,9 @@ def status(facts: ClusterFacts) -> dict[str, Any]:
                 "pods": len(facts.holding(n.name)),
             }
         )
-        agg = products.setdefault(n.product or "?", {"nodes": 0, "gpus": 0, "used": 0, "free": 0, "mig_slices": 0, "mig_used": 0})
+        agg: dict[str, int] = products.setdefault(
+            n.product or "?", {"nodes": 0, "gpus": 0, "used": 0, "free": 0, "mig_slices": 0, "mig_used": 0}
+        )
         agg["nodes"] += 1
         agg["gpus"] += n.gpus
         agg["used"] += min(used, n.gpus)
@@ -60,7 +67,9 @@ def status(facts: ClusterFacts) -> dict[str, Any]:
         }
         for p in facts.pods
     ]
-    totals = {k: sum(v[k] for v in products.values()) for k in ("gpus", "used", "free", "mig_slices", "mig_used")}
+    totals = {
+        k: sum(v[k] for v in products.values()) for k in ("gpus", "used", "free", "mig_slices", "mig_used")
+    }
     return {
         "source": facts.source,
         "totals": {"nodes": len(facts.nodes), **totals, "pods": len(facts.holding())},

@@ -78,7 +78,11 @@ class WasteCollector:
     """Fetches the window averages from the Prometheus HTTP API (`/api/v1/query`)."""
 
     def __init__(
-        self, base_url: str, window: str = "1h", client: httpx.AsyncClient | None = None, timeout: float = 30.0
+        self,
+        base_url: str,
+        window: str = "1h",
+        client: httpx.AsyncClient | None = None,
+        timeout: float = 30.0,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self.window = window

@@ -72,9 +72,7 @@ def score_one(compute: float | None, memory: float | None) -> tuple[float, tuple
         return None
     known = [v for v in (c, m) if v is not None]
     if all(v < IDLE for v in known):
-        use = ", ".join(
-            f"{name} {v:.0%}" for name, v in (("compute", c), ("memory", m)) if v is not None
-        )
+        use = ", ".join(f"{name} {v:.0%}" for name, v in (("compute", c), ("memory", m)) if v is not None)
         return 100.0, ("idle GPU held", use)
     parts: list[tuple[float, float]] = []
     reasons: list[str] = []
@@ -99,7 +97,9 @@ def waste_scores(uses: Iterable[GpuUse]) -> list[WasteScore]:
         if scored is None:
             continue
         out.append(
-            WasteScore(u.namespace, u.pod, u.node, u.gpu, scored[0], _clamp(u.compute), _clamp(u.memory), scored[1])
+            WasteScore(
+                u.namespace, u.pod, u.node, u.gpu, scored[0], _clamp(u.compute), _clamp(u.memory), scored[1]
+            )
         )
     out.sort(key=lambda w: (-w.score, w.namespace, w.pod, w.gpu))
     return out
