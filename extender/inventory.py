@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
+from extender.fragmentation import GPU_MILLI_ANNOTATION, SHARING_LABEL, SHARING_STRATEGIES, parse_gpu_milli
 from extender.state import GPU_MILLI, NodeCapacity, PodRequest
 
 GPU_RESOURCE = "nvidia.com/gpu"
@@ -27,14 +28,14 @@ ANN_GPU_MEMORY = "gpu-autoscaler.io/gpu-memory"
 ANN_GPU_PRODUCT = "gpu-autoscaler.io/gpu-product"
 ANN_POD_GROUP = "gpu-autoscaler.io/pod-group"
 ANN_POD_GROUP_MIN = "gpu-autoscaler.io/pod-group-min"
-#: a share of one GPU, 1..999 milli-GPU (GPU sharing on time-slicing / MPS node pools)
-ANN_GPU_MILLI = "gpu-autoscaler.io/gpu-milli"
+#: a share of one GPU, 1..999 milli-GPU (GPU sharing on time-slicing / MPS node pools); one parser with
+#: the trace replay (extender.fragmentation.parse_gpu_milli)
+ANN_GPU_MILLI = GPU_MILLI_ANNOTATION
 #: physical GPU index(es) a bound pod holds, comma-separated (written by whatever pins the share: see
 #: docs/scheduling.md "GPU sharing"); read when the cluster view is built
 ANN_GPU_INDEX = "gpu-autoscaler.io/gpu-index"
-LABEL_SHARING = "nvidia.com/gpu.sharing-strategy"
+LABEL_SHARING = SHARING_LABEL
 LABEL_REPLICAS = "nvidia.com/gpu.replicas"
-SHARING_STRATEGIES = ("time-slicing", "mps")
 LINK_TOKENS = ("X", "PIX", "PXB", "PHB", "NODE", "SYS")
 
 _SUFFIX: dict[str, Decimal] = {
@@ -356,7 +357,7 @@ def parse_pod(obj: dict[str, Any], gpu_milli_per_gpu: int = GPU_MILLI) -> PodAsk
         raise InventoryError(
             f"Pod.metadata.annotations.{ANN_POD_GROUP_MIN}: not an integer: {raw_min!r}"
         ) from exc
-    share, invalid = _gpu_share(ann.get(ANN_GPU_MILLI), gpus)
+    share, invalid = _gpu_share(ann, gpus)
     req = PodRequest(
         cpu_milli=math.ceil(total.get("cpu", Decimal(0)) * 1000),
         memory_mib=math.ceil(total.get("memory", Decimal(0)) / _MIB),
@@ -380,24 +381,24 @@ def parse_pod(obj: dict[str, Any], gpu_milli_per_gpu: int = GPU_MILLI) -> PodAsk
     )
 
 
-def _gpu_share(raw: Any, gpus: int) -> tuple[int, str]:
-    """`gpu-autoscaler.io/gpu-milli` -> (share 1..999, "") or (0, why it is ignored).
+def _gpu_share(annotations: dict[str, Any], gpus: int) -> tuple[int, str]:
+    """`gpu-autoscaler.io/gpu-milli` -> (share 1..999, "") or (0, why it cannot be honoured).
 
     Invalid values do not make the Pod unreadable (that would be an HTTP 400 for a typo): the ask stays
     whole-GPU (conservative for running pods) and the filter fails every node with the reason, so the
-    pod's events say what to fix. "1000" is a whole GPU and not an error. Pods asking no GPU ignore it.
+    pod's events say what to fix. Pods asking no GPU ignore the annotation.
     """
-    if raw is None or gpus == 0:
+    if gpus == 0:
         return 0, ""
-    text = str(raw).strip()
-    where = f"annotation {ANN_GPU_MILLI}={text!r}"
-    if not text.isdigit() or not 1 <= int(text) <= GPU_MILLI:
-        return 0, f"{where} is not an integer 1..999 (milli-GPU of one GPU)"
-    if int(text) == GPU_MILLI:
+    try:
+        share = parse_gpu_milli(annotations)
+    except ValueError as exc:
+        return 0, f"annotation {exc}"
+    if share is None:
         return 0, ""
     if gpus != 1:
-        return 0, f"{where} needs exactly 1 {GPU_RESOURCE}, the pod asks {gpus}"
-    return int(text), ""
+        return 0, f"annotation {ANN_GPU_MILLI}: {share} needs exactly 1 {GPU_RESOURCE}, the pod asks {gpus}"
+    return share, ""
 
 
 def _gpu_index(raw: Any) -> tuple[int, ...]:

@@ -16,20 +16,18 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from app.cli import CliError
-from app.cluster.base import Obj
-from app.cost.prices import PriceError, PriceTable, load_prices
-from app.cost.report import cost
-from app.ops.inventory import ClusterFacts, cluster_facts
-from app.ops.optimize import optimize
-from app.ops.report import markdown
-from app.ops.status import status
-from app.settings import Settings, SettingsError, load_settings
-from app.waste.score import GpuUse, WasteScore, waste_scores
-from webhook.history import WorkloadKey
-from webhook.mig import Usage
+
+if TYPE_CHECKING:  # the views load only when a view runs: `--help` and other commands stay cheap
+    from app.cluster.base import Obj
+    from app.cost.prices import PriceTable
+    from app.ops.inventory import ClusterFacts
+    from app.settings import Settings
+    from app.waste.score import GpuUse, WasteScore
+    from webhook.history import WorkloadKey
+    from webhook.mig import Usage
 
 log = logging.getLogger(__name__)
 
@@ -90,6 +88,8 @@ def _demo_usage() -> Mapping[WorkloadKey, Mapping[str, Usage]]:
 
 def usage_to_uses(facts: ClusterFacts, usage: Mapping[WorkloadKey, Mapping[str, Usage]]) -> list[GpuUse]:
     """Waste inputs from recorded history (peak memory share, p95 compute) for each pod of a workload."""
+    from app.waste.score import GpuUse
+
     out: list[GpuUse] = []
     for pod in facts.holding():
         containers = usage.get(pod.workload)
@@ -103,6 +103,7 @@ def usage_to_uses(facts: ClusterFacts, usage: Mapping[WorkloadKey, Mapping[str, 
 
 async def _prometheus(inputs: Inputs, url: str) -> None:
     from app.waste.collector import WasteCollector
+    from app.waste.score import waste_scores
     from webhook.history import PrometheusHistory
 
     keys = sorted({p.workload for p in inputs.facts.holding() if p.gpus == 1 and not p.mig}, key=str)
@@ -127,7 +128,11 @@ async def _prometheus(inputs: Inputs, url: str) -> None:
 
 async def load_inputs(args: argparse.Namespace) -> Inputs:
     from app.commands.serve import check_cluster
+    from app.cost.prices import PriceError, load_prices
     from app.main import build_cluster
+    from app.ops.inventory import cluster_facts
+    from app.settings import SettingsError, load_settings
+    from app.waste.score import waste_scores
 
     try:
         settings = load_settings(
@@ -165,6 +170,10 @@ async def load_inputs(args: argparse.Namespace) -> Inputs:
 
 def build(view: str, inputs: Inputs) -> dict[str, Any]:
     """The JSON document of one view (`report`: all three)."""
+    from app.cost.report import cost
+    from app.ops.optimize import optimize
+    from app.ops.status import status
+
     st = status(inputs.facts)
     if view == "status":
         return st
@@ -320,6 +329,8 @@ def run(args: argparse.Namespace) -> int:
     if args.output == "json":
         sys.stdout.write(json.dumps(doc, indent=2, default=str) + "\n")
     elif view == "report":
+        from app.ops.report import markdown
+
         sys.stdout.write(markdown(doc["status"], doc["cost"], doc["optimize"]))
     else:
         _print_tables(view, doc)

@@ -14,6 +14,7 @@ from typing import Any
 
 import httpx
 
+from app.prometheus import query_vector
 from app.waste.score import GpuUse
 
 log = logging.getLogger(__name__)
@@ -89,16 +90,7 @@ class WasteCollector:
         self._client = client or httpx.AsyncClient(timeout=httpx.Timeout(timeout, connect=5.0))
 
     async def _query(self, promql: str) -> list[dict[str, Any]]:
-        resp = await self._client.get(f"{self.base_url}/api/v1/query", params={"query": promql})
-        resp.raise_for_status()
-        body = resp.json()
-        if body.get("status") != "success":
-            raise RuntimeError(f"prometheus: {body.get('errorType', '?')}: {body.get('error', '?')}")
-        data = body.get("data") or {}
-        if data.get("resultType") != "vector":
-            raise RuntimeError(f"prometheus: expected a vector, got {data.get('resultType')}")
-        result: list[dict[str, Any]] = data.get("result") or []
-        return result
+        return await query_vector(self._client, self.base_url, promql)
 
     async def fetch(self) -> list[GpuUse]:
         queries = build_queries(self.window)

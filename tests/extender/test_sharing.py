@@ -104,12 +104,12 @@ def test_plain_node_does_not_share() -> None:
 def test_gpu_milli_annotation_parsing() -> None:
     ok = parse_pod(share_pod("p", 250))
     assert ok.req.is_shared and ok.req.gpu_milli == 250 and not ok.invalid
-    assert parse_pod(share_pod("p", "1000")).req.gpu_milli == GPU_MILLI  # a whole GPU, not an error
-    for bad in ("0", "1500", "half", "-3", "0.5"):
+    for bad in ("0", "1000", "1500", "half", "-3", "0.5"):  # one rule with the trace replay: 1..999
         ask = parse_pod(share_pod("p", bad))
-        assert ask.req.gpu_milli == GPU_MILLI and "not an integer 1..999" in ask.invalid, bad
+        assert ask.req.gpu_milli == GPU_MILLI and "1..999" in ask.invalid, bad
+        assert ask.invalid.startswith("annotation gpu-autoscaler.io/gpu-milli: "), ask.invalid
     two = make_pod("p", gpus=2, annotations={MILLI: "500"})
-    assert "needs exactly 1 nvidia.com/gpu, the pod asks 2" in parse_pod(two).invalid
+    assert "500 needs exactly 1 nvidia.com/gpu, the pod asks 2" in parse_pod(two).invalid
     cpu_only = make_pod("p", annotations={MILLI: "500"})
     assert not parse_pod(cpu_only).wants_gpu and not parse_pod(cpu_only).invalid
     assert parse_pod(share_pod("p", 300, index="2")).pinned == (2,)
@@ -130,9 +130,7 @@ def test_invalid_annotation_fails_every_node_with_the_reason(make_client: Any) -
     filt, _ = _schedule(client, share_pod("p", "1500"), ["ts", "plain"])
     assert filt["NodeNames"] == []
     reasons = set(filt["FailedAndUnresolvableNodes"].values())
-    assert reasons == {
-        "annotation gpu-autoscaler.io/gpu-milli='1500' is not an integer 1..999 (milli-GPU of one GPU)"
-    }
+    assert reasons == {"annotation gpu-autoscaler.io/gpu-milli: 1500 is outside 1..999"}
 
 
 def test_shares_pack_per_gpu_and_the_choice_is_reported(make_client: Any) -> None:

@@ -138,3 +138,36 @@ def test_component_off_without_prometheus() -> None:
         await comp.stop()
 
     asyncio.run(go())
+
+
+def test_collector_over_http() -> None:
+    import httpx
+
+    from app.waste.collector import WasteCollector
+
+    seen: list[str] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        q = request.url.params["query"]
+        seen.append(q)
+        value = "0.02" if "GR_ENGINE" in q else "0.01"
+        sample = {
+            "metric": {"namespace": "ns", "pod": "p", "Hostname": "x", "node": "n1", "gpu": "3"},
+            "value": [0, value],
+        }
+        return httpx.Response(
+            200, json={"status": "success", "data": {"resultType": "vector", "result": [sample]}}
+        )
+
+    async def go() -> list[GpuUse]:
+        client = httpx.AsyncClient(transport=httpx.MockTransport(handler))
+        collector = WasteCollector("http://prom:9090/", "15m", client=client)
+        try:
+            return await collector.fetch()
+        finally:
+            await collector.aclose()
+
+    uses = asyncio.run(go())
+    assert len(seen) == 2
+    assert uses == [GpuUse("ns", "p", "n1", "3", compute=0.02, memory=0.01)]
+    assert waste_scores(uses)[0].idle
