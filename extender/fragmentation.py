@@ -138,9 +138,7 @@ class FragTable:
             self.mem = np.array(typical.memory, dtype=np.int64).reshape(t)
             self.mem_sorted = np.unique(self.mem)
 
-    def frag(
-        self, left: IntArray, cpu: IntArray, model: IntArray, mem: IntArray | None = None
-    ) -> FloatArray:
+    def frag(self, left: IntArray, cpu: IntArray, model: IntArray, mem: IntArray | None = None) -> FloatArray:
         """F for K node states (rows of `left` [K, G], `cpu` [K], `model` ids [K], `mem` [K] MiB left, used
         only when the typical pods carry memory); float64 [K]."""
         k = left.shape[0]
