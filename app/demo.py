@@ -9,9 +9,6 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import socket
-import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +19,7 @@ from rich.console import Console
 
 from app.cli import CliError, add_server_flags
 from app.cluster.snapshot import SnapshotCluster, SnapshotError
+from app.inprocess import free_port, serve_in_thread
 from app.settings import Settings
 
 #: "module:function" of each act, in the order the day plays out
@@ -49,12 +47,6 @@ def register(sub: Any) -> None:
     )
     add_server_flags(p)
     p.set_defaults(func=run)
-
-
-def _free_port(host: str) -> int:
-    with socket.socket() as s:
-        s.bind((host, 0))
-        return int(s.getsockname()[1])
 
 
 def act_cluster(run: DemoRun) -> None:
@@ -118,8 +110,6 @@ def act_cluster(run: DemoRun) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import uvicorn
-
     from app.commands.serve import prepare
     from app.logging_setup import setup_logging
     from app.main import create_app
@@ -127,7 +117,7 @@ def run(args: argparse.Namespace) -> int:
     if args.cluster is None:
         args.cluster = "demo"
     if args.port is None:
-        args.port = _free_port(args.host or "127.0.0.1")
+        args.port = free_port(args.host or "127.0.0.1")
     settings = prepare(args)
     setup_logging("WARNING" if settings.log_level == "INFO" else settings.log_level)
     cluster = SnapshotCluster() if settings.cluster == "demo" else SnapshotCluster(Path(settings.cluster))
@@ -136,32 +126,18 @@ def run(args: argparse.Namespace) -> int:
     except SnapshotError as exc:
         raise CliError(f"cluster snapshot: {exc}") from exc
     app = create_app(settings, cluster=cluster)
-    server = uvicorn.Server(
-        uvicorn.Config(app, host=settings.host, port=settings.port, log_config=None, access_log=False)
-    )
-    thread = threading.Thread(target=server.run, name="demo-server", daemon=True)
-    thread.start()
     console = Console(width=140)
-    base = f"http://{settings.host}:{settings.port}"
     try:
-        with httpx.Client(base_url=base, timeout=30) as client:
-            deadline = time.monotonic() + 30
-            while True:
-                try:
-                    if client.get("/readyz").status_code == 200:
-                        break
-                except httpx.TransportError:
-                    pass
-                if time.monotonic() > deadline:
-                    raise CliError("demo server did not become ready within 30 s")
-                time.sleep(0.05)
+        with (
+            serve_in_thread(app, settings.host, settings.port) as base,
+            httpx.Client(base_url=base, timeout=30) as client,
+        ):
             demo = DemoRun(client=client, cluster=cluster, settings=settings, console=console, app=app)
             for ref in DEMO_ACTS:
                 mod, _, fn = ref.partition(":")
                 act: Callable[[DemoRun], None] = getattr(importlib.import_module(mod), fn)
                 act(demo)
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
+    except TimeoutError as exc:
+        raise CliError(f"demo: {exc}") from exc
     console.rule("[bold green]demo finished")
     return 0

@@ -15,18 +15,16 @@ import argparse
 import json
 import logging
 import random
-import socket
 import statistics
 import tempfile
-import threading
 import time
 from pathlib import Path
 from typing import Any
 
 import httpx
-import uvicorn
 
 from app.cluster.snapshot import SnapshotCluster
+from app.inprocess import free_port, serve_in_thread
 from app.main import create_app
 from app.settings import Settings
 from extender.component import ExtenderComponent
@@ -97,12 +95,6 @@ def pod(gpus: int) -> dict[str, Any]:
     }
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def pct(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
@@ -114,62 +106,46 @@ def run_size(n: int, requests: int, seed: int = 1) -> list[dict[str, Any]]:
     tmp = Path(tempfile.mkdtemp(prefix="bench-extender-"))
     (tmp / "nodes.json").write_text(json.dumps({"apiVersion": "v1", "kind": "List", "items": nodes}))
     cluster = SnapshotCluster(tmp / "nodes.json")
-    port = _free_port()
+    port = free_port()
     app = create_app(Settings(cluster=str(tmp), port=port), cluster=cluster, components=[ExtenderComponent])
-    server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, access_log=False)
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
     k = min(n, 1000) if n <= 1000 else 500
     results = []
-    try:
-        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60) as client:
-            deadline = time.monotonic() + 120
-            while True:
-                try:
-                    if client.get("/readyz").status_code == 200:
-                        break
-                except httpx.TransportError:
-                    pass
-                if time.monotonic() > deadline:
-                    raise RuntimeError("server did not start")
-                time.sleep(0.05)
-            for mode in ("nodeCacheCapable", "fullNodes"):
-                bodies = []
-                for i in range(8):
-                    cand = rng.sample(nodes, k)
-                    p = pod((1, 2, 4, 8)[i % 4])
-                    if mode == "nodeCacheCapable":
-                        body = {"Pod": p, "Nodes": None, "NodeNames": [c["metadata"]["name"] for c in cand]}
-                    else:
-                        body = {"Pod": p, "Nodes": {"metadata": {}, "items": cand}, "NodeNames": None}
-                    bodies.append(json.dumps(body).encode())
-                for verb in ("filter", "prioritize"):
-                    for b in bodies[:4]:  # warm-up (full mode: first parse of each Node object)
-                        client.post(f"/{verb}", content=b, headers={"Content-Type": "application/json"})
-                    times = []
-                    for i in range(requests):
-                        b = bodies[i % len(bodies)]
-                        t0 = time.perf_counter()
-                        r = client.post(f"/{verb}", content=b, headers={"Content-Type": "application/json"})
-                        times.append((time.perf_counter() - t0) * 1000)
-                        assert r.status_code == 200, r.text[:200]
-                    results.append(
-                        {
-                            "nodes": n,
-                            "mode": mode,
-                            "verb": verb,
-                            "candidates": k,
-                            "requests": requests,
-                            "body_kib": round(statistics.mean(len(b) for b in bodies) / 1024, 1),
-                            "p50_ms": round(pct(times, 0.50), 2),
-                            "p99_ms": round(pct(times, 0.99), 2),
-                        }
-                    )
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
+    with (
+        serve_in_thread(app, "127.0.0.1", port, ready_timeout=120) as base,
+        httpx.Client(base_url=base, timeout=60) as client,
+    ):
+        for mode in ("nodeCacheCapable", "fullNodes"):
+            bodies = []
+            for i in range(8):
+                cand = rng.sample(nodes, k)
+                p = pod((1, 2, 4, 8)[i % 4])
+                if mode == "nodeCacheCapable":
+                    body = {"Pod": p, "Nodes": None, "NodeNames": [c["metadata"]["name"] for c in cand]}
+                else:
+                    body = {"Pod": p, "Nodes": {"metadata": {}, "items": cand}, "NodeNames": None}
+                bodies.append(json.dumps(body).encode())
+            for verb in ("filter", "prioritize"):
+                for b in bodies[:4]:  # warm-up (full mode: first parse of each Node object)
+                    client.post(f"/{verb}", content=b, headers={"Content-Type": "application/json"})
+                times = []
+                for i in range(requests):
+                    b = bodies[i % len(bodies)]
+                    t0 = time.perf_counter()
+                    r = client.post(f"/{verb}", content=b, headers={"Content-Type": "application/json"})
+                    times.append((time.perf_counter() - t0) * 1000)
+                    assert r.status_code == 200, r.text[:200]
+                results.append(
+                    {
+                        "nodes": n,
+                        "mode": mode,
+                        "verb": verb,
+                        "candidates": k,
+                        "requests": requests,
+                        "body_kib": round(statistics.mean(len(b) for b in bodies) / 1024, 1),
+                        "p50_ms": round(pct(times, 0.50), 2),
+                        "p99_ms": round(pct(times, 0.99), 2),
+                    }
+                )
     return results
 
 

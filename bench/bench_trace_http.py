@@ -28,19 +28,17 @@ import csv
 import http.client
 import json
 import logging
-import socket
 import statistics
 import tempfile
-import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import uvicorn
 
 from app.cluster.snapshot import SnapshotCluster
+from app.inprocess import free_port, serve_in_thread
 from app.main import create_app
 from app.settings import Settings
 from extender.component import ExtenderComponent
@@ -155,12 +153,6 @@ def pod_object(p: TracePod, node: str | None = None) -> dict[str, Any]:
     }
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def pct(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))] if ordered else float("nan")
@@ -205,18 +197,11 @@ def run(pods_limit: int | None, k: int, warmup: int = 20) -> dict[str, Any]:
         json.dumps({"apiVersion": "v1", "kind": "List", "items": [node_object(n) for n in nodes]})
     )
     cluster = SnapshotCluster(snap)
-    port = _free_port()
+    port = free_port()
     settings = Settings.model_validate(
         {"cluster": str(snap), "port": port, "log_level": "WARNING", "assume_ttl_seconds": 3600}
     )
     app = create_app(settings, cluster=cluster, components=[ExtenderComponent])
-    server = uvicorn.Server(
-        uvicorn.Config(
-            app, host="127.0.0.1", port=port, log_config=None, access_log=False, log_level="warning"
-        )
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
     sampler = Sampler(nodes, k)
     t_filter: list[float] = []
     t_prio: list[float] = []
@@ -225,12 +210,7 @@ def run(pods_limit: int | None, k: int, warmup: int = 20) -> dict[str, Any]:
     passed_n: list[int] = []
     stats = {"gpu_pods": 0, "cpu_only_pods": 0, "placed": 0, "unschedulable": 0, "shared": 0}
     headers = {"Content-Type": "application/json"}
-    try:
-        deadline = time.monotonic() + 120
-        while not server.started:
-            if time.monotonic() > deadline:
-                raise RuntimeError("server did not start")
-            time.sleep(0.05)
+    with serve_in_thread(app, "127.0.0.1", port, ready_timeout=120):
         conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
 
         def post(path: str, body: bytes) -> tuple[Any, float]:
@@ -291,9 +271,6 @@ def run(pods_limit: int | None, k: int, warmup: int = 20) -> dict[str, Any]:
         body = json.dumps({"Pod": idle, "Nodes": None, "NodeNames": sampler.names[:k]}).encode()
         t_floor = [post("/filter", body)[1] for _ in range(200)]
         conn.close()
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
     comp = app.state.ctx.components["extender"]
     st_ = comp.adapter.state
     used = st_.used_gpu_milli()

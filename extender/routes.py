@@ -80,58 +80,57 @@ def _json(content: Any) -> Response:
     return Response(content=pydantic_core.to_json(content), media_type="application/json")
 
 
+def _filter_error(args: ExtenderArgs, exc: Exception) -> Any:
+    log.exception("extender filter failed")
+    return filter_result(
+        nodes=None, node_names=None, failed={}, unresolvable={}, error=f"extender internal error: {exc}"
+    )
+
+
+def _prioritize_error(args: ExtenderArgs, exc: Exception) -> Any:
+    log.exception("extender prioritize failed; answering Score 0 for every node")
+    return [{"Host": n, "Score": 0} for n in ExtenderService._input_names(args)]
+
+
+async def _answer(
+    verb: str,
+    request: Request,
+    decide: Callable[[ExtenderArgs, PodAsk], Any],
+    on_error: Callable[[ExtenderArgs, Exception], Any],
+) -> Response:
+    """One verb: parse (400 naming the field), decide, serialise; outcome and latency are always counted."""
+    start = time.perf_counter()
+    outcome = "ok"
+    try:
+        try:
+            args, ask = parse_args(await request.body())
+        except BadRequest as exc:
+            outcome = "bad_request"
+            return JSONResponse({"error": str(exc)}, status_code=400)
+        outcome = "ok" if ask.wants_gpu else "passthrough"
+        try:
+            result = decide(args, ask)
+        except Exception as exc:
+            outcome = "error"
+            result = on_error(args, exc)
+        return _json(result)
+    finally:
+        REQUESTS.labels(verb, outcome).inc()
+        DURATION.labels(verb).observe(time.perf_counter() - start)
+
+
 def build_router(get_service: Callable[[], ExtenderService]) -> APIRouter:
     router = APIRouter(tags=["scheduler-extender"])
 
     @router.post("/filter")
     async def filter_verb(request: Request) -> Response:
-        start = time.perf_counter()
-        outcome = "ok"
-        try:
-            try:
-                args, ask = parse_args(await request.body())
-            except BadRequest as exc:
-                outcome = "bad_request"
-                return JSONResponse({"error": str(exc)}, status_code=400)
-            outcome = "ok" if ask.wants_gpu else "passthrough"
-            try:
-                result = get_service().filter(args, ask)
-            except Exception as exc:
-                outcome = "error"
-                log.exception("extender filter failed")
-                result = filter_result(
-                    nodes=None,
-                    node_names=None,
-                    failed={},
-                    unresolvable={},
-                    error=f"extender internal error: {exc}",
-                )
-            return _json(result)
-        finally:
-            REQUESTS.labels("filter", outcome).inc()
-            DURATION.labels("filter").observe(time.perf_counter() - start)
+        return await _answer("filter", request, lambda a, p: get_service().filter(a, p), _filter_error)
 
     @router.post("/prioritize")
     async def prioritize_verb(request: Request) -> Response:
-        start = time.perf_counter()
-        outcome = "ok"
-        try:
-            try:
-                args, ask = parse_args(await request.body())
-            except BadRequest as exc:
-                outcome = "bad_request"
-                return JSONResponse({"error": str(exc)}, status_code=400)
-            outcome = "ok" if ask.wants_gpu else "passthrough"
-            try:
-                scores = get_service().prioritize(args, ask)
-            except Exception:
-                outcome = "error"
-                log.exception("extender prioritize failed; answering Score 0 for every node")
-                scores = [{"Host": n, "Score": 0} for n in ExtenderService._input_names(args)]
-            return _json(scores)
-        finally:
-            REQUESTS.labels("prioritize", outcome).inc()
-            DURATION.labels("prioritize").observe(time.perf_counter() - start)
+        return await _answer(
+            "prioritize", request, lambda a, p: get_service().prioritize(a, p), _prioritize_error
+        )
 
     @router.get("/extender/placements")
     async def placements(pod: str | None = None) -> dict[str, Any]:

@@ -49,6 +49,12 @@ def _actuate(run: Any, name: str, desired: int, step: int) -> None:
         new = _set_ready(pods[0], False)
         new["metadata"]["name"] = f"{name}-demo-{step}-{i}"
         new["metadata"].pop("uid", None)
+        new["spec"].pop("nodeName", None)
+        node = _schedule(run, new)
+        if node is None:  # no room: the replica stays Pending (and is not counted ready)
+            new["status"] = {"phase": "Pending"}
+        else:
+            new["spec"]["nodeName"] = node
         run.cluster.upsert(new)
     for pod in pods[desired:]:
         run.cluster.delete("Pod", pod["metadata"]["name"], NS)
@@ -56,6 +62,18 @@ def _actuate(run: Any, name: str, desired: int, step: int) -> None:
     deploy["status"]["replicas"] = desired
     deploy["status"]["readyReplicas"] = min(desired, sum(1 for p in pods if _ready(p)))
     run.cluster.upsert(deploy)
+
+
+def _schedule(run: Any, pod: dict[str, Any]) -> str | None:
+    """Play kube-scheduler with our extender: /filter then /prioritize over every node; best score wins."""
+    names = [n["metadata"]["name"] for n in run.cluster.list("Node")]
+    body = {"Pod": pod, "Nodes": None, "NodeNames": names}
+    passing = run.client.post("/filter", json=body).json().get("NodeNames") or []
+    if len(passing) <= 1:
+        return passing[0] if passing else None
+    scores = run.client.post("/prioritize", json={**body, "NodeNames": passing}).json()
+    best = max(s["Score"] for s in scores)
+    return str(next(s["Host"] for s in scores if s["Score"] == best))
 
 
 def _ready(pod: dict[str, Any]) -> bool:
@@ -70,9 +88,9 @@ def _finish_starts(run: Any) -> None:
         deploy = copy.deepcopy(deploy)
         pods = _pods(run, deploy)
         for pod in pods:
-            if not _ready(pod):
+            if not _ready(pod) and pod["spec"].get("nodeName"):
                 run.cluster.upsert(_set_ready(pod, True))
-        deploy["status"]["readyReplicas"] = len(pods)
+        deploy["status"]["readyReplicas"] = sum(1 for p in _pods(run, deploy) if _ready(p))
         run.cluster.upsert(deploy)
 
 
