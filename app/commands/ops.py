@@ -208,113 +208,37 @@ def build(view: str, inputs: Inputs) -> dict[str, Any]:
 
 
 # -- rendering -------------------------------------------------------------------------------------------
-def _usd(v: float | None) -> str:
-    return "—" if v is None else f"${v:,.2f}"
-
-
 def _print_tables(view: str, doc: dict[str, Any]) -> None:
     from rich.console import Console
     from rich.table import Table
 
+    from app.ops.report import sections, usd
+
     console = Console(file=sys.stdout, width=max(120, Console().width), soft_wrap=False)
-
-    def table(title: str, headers: list[str], rows: list[list[Any]]) -> None:
-        t = Table(title=title, title_justify="left")
-        for h in headers:
-            t.add_column(h)
-        for r in rows:
-            t.add_row(*("—" if v is None else str(v) for v in r))
-        console.print(t)
-
     if view == "status":
         tot = doc["totals"]
         console.print(
             f"{tot['nodes']} GPU nodes · {tot['gpus']} GPUs ({tot['used']} used, {tot['free']} free) · "
             f"{tot['mig_slices']} MIG slices ({tot['mig_used']} used) · {tot['pods']} pods · {doc['source']}"
         )
-        table(
-            "GPUs per product",
-            ["product", "nodes", "GPUs", "used", "free", "MIG slices", "MIG used"],
-            [
-                [p["product"], p["nodes"], p["gpus"], p["used"], p["free"], p["mig_slices"], p["mig_used"]]
-                for p in doc["products"]
-            ],
-        )
-        table(
-            "Nodes",
-            ["node", "product", "GPUs", "used", "free", "MIG used/total", "topology"],
-            [
-                [
-                    n["name"],
-                    n["product"],
-                    n["gpus"],
-                    n["used"],
-                    n["free"],
-                    ", ".join(f"{m['profile']} {m['used']}/{m['total']}" for m in n["mig"]),
-                    n["topology"],
-                ]
-                for n in doc["nodes"]
-            ],
-        )
-        table(
-            "Pods holding GPUs",
-            ["namespace", "pod", "node", "GPUs", "phase"],
-            [
-                [p["namespace"], p["name"], p["node"] or "(pending)", p["gpus"], p["phase"]]
-                for p in doc["pods"]
-            ],
-        )
     elif view == "cost":
         tot = doc["totals"]
         console.print(
-            f"Spend {_usd(tot['usd_per_hour'])}/h · {_usd(tot['usd_per_month'])}/month · idle "
-            f"{_usd(tot['idle_usd_per_hour'])}/h ({_usd(tot['idle_usd_per_month'])}/month) · "
+            f"Spend {usd(tot['usd_per_hour'])}/h · {usd(tot['usd_per_month'])}/month · idle "
+            f"{usd(tot['idle_usd_per_hour'])}/h ({usd(tot['idle_usd_per_month'])}/month) · "
             f"prices: {doc['prices']}"
         )
-        table(
-            "Per namespace",
-            ["namespace", "pods", "GPUs", "$/hour", "$/month", "GPU-hours", "$ so far"],
-            [
-                [
-                    a["namespace"],
-                    a["pods"],
-                    a["gpus"],
-                    _usd(a["usd_per_hour"]),
-                    _usd(a["usd_per_month"]),
-                    a["gpu_hours"],
-                    _usd(a["usd_so_far"]),
-                ]
-                for a in doc["namespaces"]
-            ],
-        )
-        table(
-            "Per workload",
-            ["workload", "pods", "GPUs", "$/hour", "$/month"],
-            [
-                [a["workload"], a["pods"], a["gpus"], _usd(a["usd_per_hour"]), _usd(a["usd_per_month"])]
-                for a in doc["workloads"]
-            ],
-        )
-        table(
-            "Idle GPUs",
-            ["node", "product", "idle GPUs", "$/hour", "$/month"],
-            [
-                [i["node"], i["product"], i["idle_gpus"], _usd(i["usd_per_hour"]), _usd(i["usd_per_month"])]
-                for i in doc["idle"]
-            ],
-        )
-        if doc["unpriced_products"]:
-            console.print("No price for: " + ", ".join(doc["unpriced_products"]) + " (pass --prices FILE)")
-    else:
-        table(
-            "Suggestions",
-            ["kind", "target", "suggestion", "why", "saves $/h"],
-            [
-                [s["kind"], s["target"], s["action"], s["reason"], _usd(s.get("usd_per_hour_saved"))]
-                for s in doc["suggestions"]
-            ],
-        )
-        console.print(f"Total saving if all applied: {_usd(doc['usd_per_hour_saved'])}/h")
+    for title, headers, rows in sections(view, doc):
+        t = Table(title=title, title_justify="left")
+        for h in headers:
+            t.add_column(h)
+        for r in rows:
+            t.add_row(*("—" if v is None else str(v) for v in r))
+        console.print(t)
+    if view == "cost" and doc["unpriced_products"]:
+        console.print("No price for: " + ", ".join(doc["unpriced_products"]) + " (pass --prices FILE)")
+    if view == "optimize":
+        console.print(f"Total saving if all applied: {usd(doc['usd_per_hour_saved'])}/h")
         for note in doc["notes"]:
             console.print(f"note: {note}")
 

@@ -15,8 +15,103 @@ def _table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     return "\n".join(lines)
 
 
-def _usd(v: float | None) -> str:
+Section = tuple[str, list[str], list[list[Any]]]
+
+
+def usd(v: float | None) -> str:
     return "—" if v is None else f"${v:,.2f}"
+
+
+def sections(view: str, doc: dict[str, Any]) -> list[Section]:
+    """The tables of one view (`status`, `cost` or `optimize` document): (title, headers, rows). One
+    definition for the terminal tables and the markdown report."""
+    if view == "status":
+        return [
+            (
+                "GPUs per product",
+                ["product", "nodes", "GPUs", "used", "free", "MIG slices", "MIG used"],
+                [
+                    [
+                        p["product"],
+                        p["nodes"],
+                        p["gpus"],
+                        p["used"],
+                        p["free"],
+                        p["mig_slices"],
+                        p["mig_used"],
+                    ]
+                    for p in doc["products"]
+                ],
+            ),
+            (
+                "Nodes",
+                ["node", "product", "GPUs", "used", "free", "MIG (used/total)", "topology"],
+                [
+                    [
+                        n["name"],
+                        n["product"],
+                        n["gpus"],
+                        n["used"],
+                        n["free"],
+                        ", ".join(f"{m['profile']} {m['used']}/{m['total']}" for m in n["mig"]),
+                        n["topology"],
+                    ]
+                    for n in doc["nodes"]
+                ],
+            ),
+            (
+                "Pods holding GPUs",
+                ["namespace", "pod", "node", "GPUs", "phase"],
+                [
+                    [p["namespace"], p["name"], p["node"] or "(pending)", p["gpus"], p["phase"]]
+                    for p in doc["pods"]
+                ],
+            ),
+        ]
+    if view == "cost":
+        money = ("usd_per_hour", "usd_per_month")
+        return [
+            (
+                "Cost per namespace",
+                ["namespace", "pods", "GPUs", "$/hour", "$/month", "GPU-hours so far", "$ so far"],
+                [
+                    [
+                        a["namespace"],
+                        a["pods"],
+                        a["gpus"],
+                        *(usd(a[k]) for k in money),
+                        a["gpu_hours"],
+                        usd(a["usd_so_far"]),
+                    ]
+                    for a in doc["namespaces"]
+                ],
+            ),
+            (
+                "Cost per workload",
+                ["workload", "pods", "GPUs", "$/hour", "$/month"],
+                [
+                    [a["workload"], a["pods"], a["gpus"], *(usd(a[k]) for k in money)]
+                    for a in doc["workloads"]
+                ],
+            ),
+            (
+                "Idle GPUs",
+                ["node", "product", "idle GPUs", "$/hour", "$/month"],
+                [[i["node"], i["product"], i["idle_gpus"], *(usd(i[k]) for k in money)] for i in doc["idle"]],
+            ),
+        ]
+    if view == "optimize":
+        return [
+            (
+                "Suggestions",
+                ["kind", "target", "suggestion", "why", "saves $/hour"],
+                [
+                    [s["kind"], s["target"], s["action"], s["reason"], usd(s.get("usd_per_hour_saved"))]
+                    for s in doc["suggestions"]
+                ],
+            )
+        ]
+    raise ValueError(f"unknown view {view!r}")
 
 
 def markdown(status: dict[str, Any], cost: dict[str, Any], optimize: dict[str, Any]) -> str:
@@ -29,99 +124,15 @@ def markdown(status: dict[str, Any], cost: dict[str, Any], optimize: dict[str, A
         "",
         f"**{t['nodes']} GPU nodes, {t['gpus']} GPUs: {t['used']} used, {t['free']} free; "
         f"{t['mig_slices']} MIG slices ({t['mig_used']} used); {t['pods']} pods hold GPUs.** "
-        f"Spend {_usd(c['usd_per_hour'])}/h ({_usd(c['usd_per_month'])}/month); idle capacity "
-        f"{_usd(c['idle_usd_per_hour'])}/h ({_usd(c['idle_usd_per_month'])}/month); "
-        f"suggestions below save {_usd(optimize['usd_per_hour_saved'])}/h.",
-        "",
-        "## GPUs per product",
-        "",
-        _table(
-            ["product", "nodes", "GPUs", "used", "free", "MIG slices", "MIG used"],
-            [
-                [p["product"], p["nodes"], p["gpus"], p["used"], p["free"], p["mig_slices"], p["mig_used"]]
-                for p in status["products"]
-            ],
-        ),
-        "",
-        "## Nodes",
-        "",
-        _table(
-            ["node", "product", "GPUs", "used", "free", "MIG (used/total)", "topology"],
-            [
-                [
-                    n["name"],
-                    n["product"],
-                    n["gpus"],
-                    n["used"],
-                    n["free"],
-                    ", ".join(f"{m['profile']} {m['used']}/{m['total']}" for m in n["mig"]) or "",
-                    n["topology"],
-                ]
-                for n in status["nodes"]
-            ],
-        ),
-        "",
-        "## Pods holding GPUs",
-        "",
-        _table(
-            ["namespace", "pod", "node", "GPUs", "phase"],
-            [
-                [p["namespace"], p["name"], p["node"] or "(pending)", p["gpus"], p["phase"]]
-                for p in status["pods"]
-            ],
-        ),
-        "",
-        "## Cost per namespace",
-        "",
-        _table(
-            ["namespace", "pods", "GPUs", "$/hour", "$/month", "GPU-hours so far", "$ so far"],
-            [
-                [
-                    a["namespace"],
-                    a["pods"],
-                    a["gpus"],
-                    _usd(a["usd_per_hour"]),
-                    _usd(a["usd_per_month"]),
-                    a["gpu_hours"],
-                    _usd(a["usd_so_far"]),
-                ]
-                for a in cost["namespaces"]
-            ],
-        ),
-        "",
-        "## Cost per workload",
-        "",
-        _table(
-            ["workload", "pods", "GPUs", "$/hour", "$/month"],
-            [
-                [a["workload"], a["pods"], a["gpus"], _usd(a["usd_per_hour"]), _usd(a["usd_per_month"])]
-                for a in cost["workloads"]
-            ],
-        ),
-        "",
-        "## Idle GPUs",
-        "",
-        _table(
-            ["node", "product", "idle GPUs", "$/hour", "$/month"],
-            [
-                [i["node"], i["product"], i["idle_gpus"], _usd(i["usd_per_hour"]), _usd(i["usd_per_month"])]
-                for i in cost["idle"]
-            ],
-        ),
-        "",
-        "## Suggestions",
-        "",
+        f"Spend {usd(c['usd_per_hour'])}/h ({usd(c['usd_per_month'])}/month); idle capacity "
+        f"{usd(c['idle_usd_per_hour'])}/h ({usd(c['idle_usd_per_month'])}/month); "
+        f"suggestions below save {usd(optimize['usd_per_hour_saved'])}/h.",
     ]
+    for title, headers, rows in sections("status", status) + sections("cost", cost):
+        parts += ["", f"## {title}", "", _table(headers, rows)]
+    parts += ["", "## Suggestions", ""]
     if optimize["suggestions"]:
-        parts.append(
-            _table(
-                ["kind", "target", "suggestion", "why", "saves $/hour"],
-                [
-                    [s["kind"], s["target"], s["action"], s["reason"], _usd(s.get("usd_per_hour_saved"))]
-                    for s in optimize["suggestions"]
-                ],
-            )
-        )
+        parts.append(_table(*sections("optimize", optimize)[0][1:]))
     else:
         parts.append("No suggestions.")
     notes = [*optimize.get("notes", [])]
