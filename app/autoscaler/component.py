@@ -252,22 +252,9 @@ class AutoscalerComponent:
         return view, queueing
 
     def _log(self, d: Decision) -> None:
-        v, a = d.variant, d.analysis
-        extra: dict[str, Any] = {
-            "variant": v.name,
-            "namespace": v.namespace,
-            "model_id": v.model_id,
-            "accelerator": v.accelerator,
-            "cost": v.cost,
-            "current": v.current,
-            "desired": d.desired,
-            "action": d.action.value,
-            "reasons": list(d.reasons),
-        }
-        if a is not None:
-            extra |= {"spare_kv": round(a.spare_kv, 4), "spare_queue": round(a.spare_queue, 3)}
+        extra = _decision_fields(d)
         # changes and holds at INFO; steady "none" at DEBUG so 1,000 variants do not flood the log
-        level = logging.DEBUG if d.action is Action.NONE and d.desired == v.current else logging.INFO
+        level = logging.DEBUG if d.action is Action.NONE and d.desired == d.variant.current else logging.INFO
         log.log(level, "scaling decision", extra=extra)
 
     async def _write_status(self, decisions: list[Decision], now: float) -> None:
@@ -314,21 +301,11 @@ class AutoscalerComponent:
         snap = self.last_snapshot
         rows = []
         for d in self.last_decisions:
-            v, a = d.variant, d.analysis
+            v = d.variant
             rows.append(
                 {
-                    "variant": v.name,
-                    "namespace": v.namespace,
-                    "model_id": v.model_id,
-                    "accelerator": v.accelerator,
-                    "cost": v.cost,
-                    "current": v.current,
+                    **_decision_fields(d),
                     "ready": v.ready,
-                    "desired": d.desired,
-                    "action": d.action.value,
-                    "reasons": list(d.reasons),
-                    "spare_kv": None if a is None else round(a.spare_kv, 4),
-                    "spare_queue": None if a is None else round(a.spare_queue, 3),
                     "replicas": [
                         {
                             "pod": r.pod,
@@ -355,3 +332,21 @@ class AutoscalerComponent:
             else {"fetched_at": snap.fetched_at, "pods": len(snap.pods), "error": snap.error},
             "decisions": rows,
         }
+
+
+def _decision_fields(d: Decision) -> dict[str, Any]:
+    """One decision as flat fields: the structured log line and GET /autoscaler/decisions say the same."""
+    v, a = d.variant, d.analysis
+    return {
+        "variant": v.name,
+        "namespace": v.namespace,
+        "model_id": v.model_id,
+        "accelerator": v.accelerator,
+        "cost": v.cost,
+        "current": v.current,
+        "desired": d.desired,
+        "action": d.action.value,
+        "reasons": list(d.reasons),
+        "spare_kv": None if a is None else round(a.spare_kv, 4),
+        "spare_queue": None if a is None else round(a.spare_queue, 3),
+    }
