@@ -54,7 +54,7 @@ class Settings(BaseSettings):
     topology_weight: float = Field(0.40, ge=0)
     resource_weight: float = Field(0.35, ge=0)
     balance_weight: float = Field(0.25, ge=0)
-    resource_policy: Literal["binpack", "spread", "fragmentation"] = "binpack"
+    resource_policy: Literal["binpack", "spread", "fragmentation"] = "fragmentation"
     assume_ttl_seconds: float = Field(30.0, gt=0)
 
     # --- webhook (issue 4) -----------------------------------------------------------------------

@@ -6,8 +6,9 @@ at arrived = 100 %) and `docs/img/sim_default_alloc.png` (Fig. 9-style curves fo
 
     python -m bench.bench_sim [--workloads default,…] [--policies …] [--seeds 42-51] [--jobs N]
 
-`extender` runs the extender core with the service's settings (env GPU_AUTOSCALER_* honoured);
-`extender-frag` runs it with resource_policy=fragmentation and the weights given by --frag-weights.
+`extender` runs the extender core with the service's settings (env GPU_AUTOSCALER_* honoured; the defaults:
+resource_policy=fragmentation, weights 0.40/0.35/0.25); `extender-binpack` / `extender-spread` run it with
+that resource policy and the default weights (`extender-binpack` = the defaults before issue 7).
 """
 
 from __future__ import annotations
@@ -44,23 +45,21 @@ def data_dir() -> Path:
     raise SystemExit("bench_sim: trace data not found (set GPU_AUTOSCALER_TRACE_DIR)")
 
 
-def _config(policy: str, frag_weights: tuple[float, float, float]) -> Any:
-    if policy != "extender-frag":
+def _config(policy: str) -> Any:
+    """`extender-<resource policy>` → the core's default weights with that resource policy."""
+    if not policy.startswith("extender-"):
         return None
     from extender.core import ScoringConfig
 
-    return ScoringConfig(*frag_weights, resource_policy="fragmentation")
+    return ScoringConfig(resource_policy=policy.removeprefix("extender-"))
 
 
-Weights = tuple[float, float, float]
-
-
-def run_one(workload: str, policy: str, seed: int, frag_weights: Weights) -> dict[str, Any]:
+def run_one(workload: str, policy: str, seed: int) -> dict[str, Any]:
     d = data_dir()
     trace = load_trace(d / "openb_node_list_gpu_node.csv", d / f"openb_pod_list_{workload}.csv")
     arrivals = load_replay(d / "replay", trace, seed)
-    name = "extender" if policy == "extender-frag" else policy
-    res = engine.run(trace, arrivals, name, config=_config(policy, frag_weights))
+    name = "extender" if policy.startswith("extender-") else policy
+    res = engine.run(trace, arrivals, name, config=_config(policy))
     res.policy = policy
     return {"workload": workload, "result": res}
 
@@ -77,30 +76,26 @@ def published() -> dict[tuple[str, str, int], float]:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="bench_sim", description=__doc__.splitlines()[0] if __doc__ else None)
     ap.add_argument("--workloads", default=",".join(WORKLOADS))
-    ap.add_argument("--policies", default=",".join((*BASELINES, "extender", "extender-frag")))
+    ap.add_argument("--policies", default=",".join((*BASELINES, "extender", "extender-binpack")))
     ap.add_argument("--seeds", default="42-51")
     ap.add_argument("--jobs", type=int, default=1)
-    ap.add_argument("--frag-weights", default="0,1,0", help="topology,resource,balance for extender-frag")
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
     ap.add_argument("--plot", type=Path, default=ROOT / "docs" / "img" / "sim_default_alloc.png")
     args = ap.parse_args(argv)
     workloads = [w for w in args.workloads.split(",") if w]
     policies = [p for p in args.policies.split(",") if p]
     seeds = parse_seeds(args.seeds)
-    fw = tuple(float(x) for x in args.frag_weights.split(","))
-    assert len(fw) == 3
-    frag_weights: tuple[float, float, float] = (fw[0], fw[1], fw[2])
     tasks = [(w, p, s) for w in workloads for p in policies for s in seeds]
     t0 = time.perf_counter()
     rows: list[dict[str, Any]] = []
     if args.jobs <= 1:
         for i, (w, p, s) in enumerate(tasks, 1):
-            rows.append(run_one(w, p, s, frag_weights))
+            rows.append(run_one(w, p, s))
             r = rows[-1]["result"]
             print(f"[{i}/{len(tasks)}] {w} {p} {s}: {r.curve.get(100)} ({r.seconds:.1f} s)", file=sys.stderr)
     else:
         with ProcessPoolExecutor(args.jobs) as pool:
-            futs = [pool.submit(run_one, w, p, s, frag_weights) for (w, p, s) in tasks]
+            futs = [pool.submit(run_one, w, p, s) for (w, p, s) in tasks]
             for i, f in enumerate(futs, 1):
                 rows.append(f.result())
                 r = rows[-1]["result"]

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import gc
-import importlib
 import logging
-from typing import Any
 
 from fastapi import APIRouter
 
@@ -13,22 +11,16 @@ from app.context import AppContext
 from app.settings import Settings
 from extender.cluster_state import NodeStateAdapter
 from extender.core import ScoringConfig
+from extender.fragmentation import TypicalPodLearner
 from extender.routes import build_router
 from extender.service import ExtenderService
 
 log = logging.getLogger(__name__)
 
 
-def make_learner(policy: str) -> object | None:
+def make_learner(policy: str) -> TypicalPodLearner | None:
     """The fragmentation policy's online learner of typical pods (None for other policies)."""
-    if policy != "fragmentation":
-        return None
-    try:
-        mod = importlib.import_module("extender.fragmentation")
-    except ImportError as exc:
-        raise NotImplementedError("resource_policy 'fragmentation' needs extender/fragmentation.py") from exc
-    factory: Any = getattr(mod, "TypicalPodLearner", None)
-    return factory() if factory is not None else None
+    return TypicalPodLearner() if policy == "fragmentation" else None
 
 
 class ExtenderComponent:

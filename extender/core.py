@@ -11,14 +11,14 @@ topology and gang annotations). Node state changes only through `ClusterState.pl
 
 from __future__ import annotations
 
-import importlib
 from dataclasses import dataclass
-from types import ModuleType
 from typing import Any
 
 import numpy as np
 
+from extender import fragmentation as frag_policy
 from extender.filters import FilterOutcome, run_filters
+from extender.fragmentation import TypicalPodLearner
 from extender.inventory import PodAsk
 from extender.scores.balance import balance_scores
 from extender.scores.resource import resource_scores
@@ -48,7 +48,7 @@ class ScoringConfig:
     topology_weight: float = 0.40
     resource_weight: float = 0.35
     balance_weight: float = 0.25
-    resource_policy: str = "binpack"  # "binpack" | "spread" | "fragmentation"
+    resource_policy: str = "fragmentation"  # "fragmentation" | "binpack" | "spread"
 
     def __post_init__(self) -> None:
         if self.resource_policy not in POLICIES:
@@ -86,37 +86,30 @@ def as_ask(req: PodRequest | PodAsk) -> PodAsk:
     return req if isinstance(req, PodAsk) else PodAsk(req=req, products=req.gpu_models)
 
 
-def _fragmentation() -> ModuleType:
-    try:
-        return importlib.import_module("extender.fragmentation")
-    except ImportError as exc:
-        raise NotImplementedError(
-            "resource_policy 'fragmentation' needs extender/fragmentation.py "
-            "(resource_scores / choose_gpu), which is not there yet"
-        ) from exc
-
-
 def score_parts(
     state: ClusterState,
     rows: IntArray,
     req: PodRequest | PodAsk,
     config: ScoringConfig,
     topo: TopologyIndex | None = None,
-    frag: object | None = None,
+    frag: TypicalPodLearner | None = None,
 ) -> ScoreParts:
     """The three parts and the total for every row (all assumed feasible). Vectorised across rows."""
     rows = np.asarray(rows, dtype=np.int64)
     ask = as_ask(req)
     wt, wr, wb = config.normalised_weights
-    if not ask.wants_gpu:
+    fragmentation = config.resource_policy == "fragmentation"
+    if not ask.wants_gpu and not fragmentation:
         neutral = np.full(len(rows), 50.0)
         return ScoreParts(neutral, neutral, neutral, neutral)
-    t = topology_scores(state, rows, ask, topo) if wt else np.full(len(rows), 50.0)
-    if config.resource_policy == "fragmentation":
-        r = np.asarray(_fragmentation().resource_scores(state, rows, ask.req, frag), dtype=np.float64)
+    # a CPU-only pod has no GPU topology to care about
+    t = topology_scores(state, rows, ask, topo) if ask.wants_gpu and wt else np.full(len(rows), 50.0)
+    if fragmentation:
+        # CPU-only pods too: they go where GPUs are gone, keeping CPU next to idle GPUs
+        r = np.asarray(frag_policy.resource_scores(state, rows, ask.req, frag), dtype=np.float64)
     else:
         r = resource_scores(state, rows, ask, config.resource_policy)
-    b = balance_scores(state, rows, ask) if wb else np.full(len(rows), 50.0)
+    b = balance_scores(state, rows, ask, config.resource_policy) if wb else np.full(len(rows), 50.0)
     total = np.clip(wt * t + wr * r + wb * b, 0.0, 100.0)
     return ScoreParts(t, r, b, total)
 
@@ -127,7 +120,7 @@ def score_nodes(
     req: PodRequest | PodAsk,
     config: ScoringConfig,
     topo: TopologyIndex | None = None,
-    frag: object | None = None,
+    frag: TypicalPodLearner | None = None,
 ) -> np.ndarray:
     """Float scores 0..100 (weighted sum of the three parts), aligned with `rows` (all feasible).
     Nodes without topology get the neutral topology part; `frag` goes to the fragmentation policy."""
@@ -157,17 +150,19 @@ def choose_gpus(
     req: PodRequest | PodAsk,
     config: ScoringConfig,
     topo: TopologyIndex | None = None,
-    frag: object | None = None,
+    frag: TypicalPodLearner | None = None,
 ) -> list[int]:
     """GPU columns the pod gets on that node: the table's best set for whole GPUs (topology-aware; for one
-    GPU the one that keeps the best sets free), best-fit for shares. Raises ValueError if it does not fit."""
+    GPU the one that keeps the best sets free), for shares best-fit (binpack / spread) or the GPU that
+    fragments least (fragmentation). Raises ValueError if it does not fit."""
     ask = as_ask(req)
     r = ask.req
     if not r.wants_gpu:
         return []
-    if config.resource_policy == "fragmentation":
-        return [int(g) for g in _fragmentation().choose_gpu(state, row, r, frag)]
     shape = topo.shape(row) if topo is not None and ask.topology != "none" else None
+    if config.resource_policy == "fragmentation" and (r.gpu_milli < GPU_MILLI or shape is None):
+        # shares: the GPU that fragments least; whole GPUs without a topology table: the first free ones
+        return [int(g) for g in frag_policy.choose_gpu(state, row, r, frag)]
     if r.gpu_milli < GPU_MILLI:
         left = state.gpu_left[row, : state.gpu_count[row]]
         partial = np.flatnonzero((left >= r.gpu_milli) & (left < GPU_MILLI))

@@ -76,8 +76,6 @@ class TypicalPods:
     specs: tuple[Spec, ...]
     weights: tuple[float, ...]
     coverage: float = 1.0
-    #: memory (MiB) each spec asks, aligned with specs; None = memory ignored (the study's measure)
-    memory: tuple[int, ...] | None = None
 
     @classmethod
     def from_counts(cls, counts: dict[Spec, float], threshold_pct: float = 95.0) -> TypicalPods:
@@ -110,9 +108,8 @@ class TypicalPods:
 class FragTable:
     """TypicalPods compiled to arrays for one ClusterState's model ids (rebuilt when models are added)."""
 
-    def __init__(self, typical: TypicalPods, models: Sequence[str], measure: str = "study") -> None:
+    def __init__(self, typical: TypicalPods, models: Sequence[str]) -> None:
         self.typical = typical
-        self.measure = measure
         self.n_models = len(models)
         t = len(typical.specs)
         self.cpu = np.array([s[0] for s in typical.specs], dtype=np.int64).reshape(t)
@@ -132,27 +129,17 @@ class FragTable:
         self.access = access
         # CPU enters F only through `cpu >= p.cpu`: nodes with the same count of p.cpu values <= cpu match
         self.cpu_sorted = np.unique(self.cpu)
-        # memory-aware measure (the extender's): a spec fits only where its memory fits too
-        self.mem: IntArray | None = None
-        if typical.memory is not None:
-            self.mem = np.array(typical.memory, dtype=np.int64).reshape(t)
-            self.mem_sorted = np.unique(self.mem)
 
-    def frag(self, left: IntArray, cpu: IntArray, model: IntArray, mem: IntArray | None = None) -> FloatArray:
-        """F for K node states (rows of `left` [K, G], `cpu` [K], `model` ids [K], `mem` [K] MiB left, used
-        only when the typical pods carry memory); float64 [K]."""
+    def frag(self, left: IntArray, cpu: IntArray, model: IntArray) -> FloatArray:
+        """F for K node states (rows of `left` [K, G], `cpu` [K], `model` ids [K]); float64 [K]."""
         k = left.shape[0]
         if k == 0 or len(self.w) == 0:
             return np.zeros(k, dtype=np.float64)
-        if self.measure == "copies":
-            return self._frag_copies(left, cpu, model, mem)
         total = left.sum(axis=1)
         ge = left[:, :, None] >= self.u_milli[None, None, :]
         cnt = ge.sum(axis=1)[:, self.uidx]
         big = (left[:, :, None] * ge).sum(axis=1)[:, self.uidx]
         cpu_ok = cpu[:, None] >= self.cpu[None, :]
-        if self.mem is not None and mem is not None:
-            cpu_ok = cpu_ok & (mem[:, None] >= self.mem[None, :])
         acc = self.access[model]
         gpu_ok = cnt >= self.num[None, :]
         q3 = self.is_gpu & acc & gpu_ok & cpu_ok
@@ -171,49 +158,18 @@ class FragTable:
             out = out + sums[:, b]
         return out
 
-    def _frag_copies(
-        self, left: IntArray, cpu: IntArray, model: IntArray, mem: IntArray | None
-    ) -> FloatArray:
-        """Capacity fragmentation: for each typical pod p, the idle GPU milli that copies of p could not use
-        if the node were filled with them (GPU, CPU and memory each limit the number of copies)."""
-        total = left.sum(axis=1).astype(np.float64)
-        per_gpu = left[:, :, None] // self.u_milli[None, None, :]
-        gcopies = per_gpu.sum(axis=1)[:, self.uidx] // np.maximum(self.num, 1)[None, :]
-        big = np.iinfo(np.int64).max // 4
-        ccopies = np.where(self.cpu > 0, np.maximum(cpu, 0)[:, None] // np.maximum(self.cpu, 1)[None, :], big)
-        n = np.minimum(gcopies, ccopies)
-        if self.mem is not None and mem is not None:
-            mcopies = np.where(
-                self.mem > 0, np.maximum(mem, 0)[:, None] // np.maximum(self.mem, 1)[None, :], big
-            )
-            n = np.minimum(n, mcopies)
-        used = (n * (self.milli * self.num)[None, :]).astype(np.float64)
-        acc = self.access[model]
-        amount = np.where(self.is_gpu[None, :] & acc, total[:, None] - used, total[:, None])
-        return np.asarray(amount @ self.w, dtype=np.float64)
-
-    def frag_dedup(
-        self, left: IntArray, cpu: IntArray, model: IntArray, mem: IntArray | None = None
-    ) -> FloatArray:
-        """`frag` computed once per distinct (model, CPU class, memory class, GPU-left multiset): many nodes
-        look alike."""
+    def frag_dedup(self, left: IntArray, cpu: IntArray, model: IntArray) -> FloatArray:
+        """`frag` computed once per distinct (model, CPU class, GPU-left multiset): many nodes look alike."""
         k = left.shape[0]
-        if self.mem is None:
-            mem = None
         if k < 64:
-            return self.frag(left, cpu, model, mem)
+            return self.frag(left, cpu, model)
         srt = np.sort(left, axis=1)
-        exact = self.measure == "copies"
-        cls = cpu if exact else np.searchsorted(self.cpu_sorted, cpu, side="right")
-        cols = [srt, cls[:, None], model[:, None]]
-        if mem is not None:
-            cols.append((mem if exact else np.searchsorted(self.mem_sorted, mem, side="right"))[:, None])
-        h = _row_hash(np.concatenate(cols, axis=1))
+        cls = np.searchsorted(self.cpu_sorted, cpu, side="right")
+        h = _row_hash(np.concatenate([srt, cls[:, None], model[:, None]], axis=1))
         uniq, first, inv = np.unique(h, return_index=True, return_inverse=True)
         if len(uniq) > 0.8 * k:
-            return self.frag(left, cpu, model, mem)
-        m_first = None if mem is None else mem[first]
-        return self.frag(left[first], cpu[first], model[first], m_first)[inv.reshape(-1)]
+            return self.frag(left, cpu, model)
+        return self.frag(left[first], cpu[first], model[first])[inv.reshape(-1)]
 
 
 #: distinct odd 64-bit multipliers, one per key column (fixed seed: hashes are stable across runs)
@@ -259,32 +215,31 @@ def shared_candidates(state: ClusterState, rows: IntArray, req: PodRequest) -> t
 
 def after_states(
     state: ClusterState, rows: IntArray, req: PodRequest
-) -> tuple[IntArray, IntArray, IntArray, IntArray, IntArray, IntArray]:
-    """Node states after placing `req` on each candidate: (cand_row, cand_gpu, left, cpu, model, mem)."""
+) -> tuple[IntArray, IntArray, IntArray, IntArray, IntArray]:
+    """Node states after placing `req` on each candidate: (cand_row, cand_gpu, left, cpu, model)."""
     left = state.gpu_left[rows]
     cpu = state.cpu_left[rows] - req.cpu_milli
-    mem = state.mem_left[rows] - req.memory_mib
     model = state.model[rows]
     if req.is_shared:
         r, c = shared_candidates(state, rows, req)
         new = left[r].copy()
         new[np.arange(len(r)), c] -= req.gpu_milli
-        return r, c, new, cpu[r], model[r], mem[r]
+        return r, c, new, cpu[r], model[r]
     r = np.arange(len(rows), dtype=np.int64)
     new = left.copy()
     if req.wants_gpu:
         full = new == GPU_MILLI
         take = full & (np.cumsum(full, axis=1) <= req.gpu_count)
         new[take] = 0
-    return r, np.full(len(rows), -1, dtype=np.int64), new, cpu, model, mem
+    return r, np.full(len(rows), -1, dtype=np.int64), new, cpu, model
 
 
 def frag_candidates(
     state: ClusterState, rows: IntArray, req: PodRequest, table: FragTable, f_before: FloatArray
 ) -> Candidates:
     """ΔF of every candidate placement; `f_before` is F of each of `rows` now (aligned with rows)."""
-    r, c, left, cpu, model, mem = after_states(state, rows, req)
-    f_after = table.frag_dedup(left, cpu, model, mem)
+    r, c, left, cpu, model = after_states(state, rows, req)
+    f_after = table.frag_dedup(left, cpu, model)
     return Candidates(rows=rows, cand_row=r, cand_gpu=c, delta=f_before[r] - f_after)
 
 
@@ -323,7 +278,7 @@ class FragCache:
         stale = rows[self.versions[rows] != state.version[rows]]
         if len(stale):
             self.values[stale] = self.table.frag_dedup(
-                state.gpu_left[stale], state.cpu_left[stale], state.model[stale], state.mem_left[stale]
+                state.gpu_left[stale], state.cpu_left[stale], state.model[stale]
             )
             self.versions[stale] = state.version[stale]
         return self.values[rows]
@@ -346,17 +301,12 @@ class TypicalPodLearner:
         warmup: int = 200,
         half_life: float | None = None,
         prior: TypicalPods | None = None,
-        memory_aware: bool = True,
-        measure: str = "study",
     ) -> None:
         self.threshold_pct = threshold_pct
         self.refresh_fraction = refresh_fraction
         self.warmup = warmup
         self.half_life = half_life
         self.counts: dict[Spec, float] = {}
-        self.memory_aware = memory_aware
-        self.measure = measure
-        self.mem_sums: dict[Spec, float] = {}
         self.seen = 0
         self._built_at = -1
         self._typical: TypicalPods | None = prior
@@ -371,10 +321,8 @@ class TypicalPodLearner:
             decay = 0.5 ** (1.0 / self.half_life)
             for key in self.counts:
                 self.counts[key] *= decay
-                self.mem_sums[key] *= decay
         key = spec_of(req)
         self.counts[key] = self.counts.get(key, 0.0) + 1.0
-        self.mem_sums[key] = self.mem_sums.get(key, 0.0) + float(req.memory_mib)
         self.seen += 1
 
     @property
@@ -386,9 +334,6 @@ class TypicalPodLearner:
         )
         if due and self.counts and self.seen != self._built_at:
             typical = TypicalPods.from_counts(self.counts, self.threshold_pct)
-            if self.memory_aware:
-                mem = tuple(int(self.mem_sums[s] / self.counts[s]) for s in typical.specs)
-                typical = TypicalPods(typical.specs, typical.weights, typical.coverage, mem)
             self._typical = typical
             self._built_at = self.seen
             self._table = None
@@ -398,7 +343,7 @@ class TypicalPodLearner:
     def table(self, state: ClusterState) -> FragTable:
         typical = self.typical
         if self._table is None or self._table_models != len(state.models):
-            self._table = FragTable(typical, state.models, self.measure)
+            self._table = FragTable(typical, state.models)
             self._table_models = len(state.models)
             self._cache = FragCache(self._table)
         return self._table
@@ -409,44 +354,31 @@ class TypicalPodLearner:
         return self._cache
 
 
-def _frag_eval(
-    state: ClusterState, rows: IntArray, req: PodRequest, frag: TypicalPodLearner
-) -> tuple[FloatArray, IntArray, FloatArray]:
-    """(best ΔF per row, its GPU, packing tie-break per row) for the fragmentation policy."""
-    table = frag.table(state)
-    before = frag.cache(state).get(state, rows)
-    cands = frag_candidates(state, rows, req, table, before)
-    best, gpu = best_per_row(cands, cands.delta)
-    return best, gpu, before
-
-
-#: weight of the packing tie-break inside one integer fragmentation score (< 1: never overrides ΔF)
-PACK_TIE_BREAK = 0.9
-
-
 def resource_scores(
     state: ClusterState, rows: IntArray, req: PodRequest, frag: TypicalPodLearner | None
 ) -> FloatArray:
     """The extender's `fragmentation` resource part: 0..100 floats aligned with `rows`, higher = better.
 
-    GPU pods: FGD's integer score int(100·sigmoid(ΔF/1000)) — the truncation is kept on purpose: it makes
-    ties, and ties broken by packing (fuller node first, then a fixed node order) beat raw floats by ~1 point
-    (docs/simulation.md) — plus < 1 point of packing. CPU-only pods: the node with the least idle GPU, so
-    CPU is spent where GPUs are gone and GPU-rich nodes keep the CPU their GPUs need.
+    GPU pods: FGD's integer score int(100·sigmoid(ΔF/1000)). The truncation is kept on purpose: it makes
+    ties, which the balance part (GPU-first, extender/scores/balance.py) and then a fixed node order break;
+    raw floats lose ~1 point in the trace replay (docs/simulation.md). CPU-only pods: the node with the least
+    idle GPU, so CPU is spent where GPUs are gone and GPU-rich nodes keep the CPU their GPUs need.
     """
     rows = np.asarray(rows, dtype=np.int64)
     if len(rows) == 0:
         return np.zeros(0)
-    idle = state.gpu_left[rows].sum(axis=1).astype(np.float64)
     if not req.wants_gpu:
-        return np.clip(100.0 - idle / 80.0, 0.0, 100.0)  # type: ignore[no-any-return]
+        idle = state.gpu_left[rows].sum(axis=1).astype(np.float64)
+        per_gpu = idle / np.maximum(state.max_gpus, 1)  # 0..1000
+        return np.clip(100.0 - per_gpu / 10.0, 0.0, 100.0)  # type: ignore[no-any-return]
     if frag is None:
         frag = TypicalPodLearner()
         frag.observe(req)
-    best, _, _ = _frag_eval(state, rows, req, frag)
-    cap = np.maximum(state.gpu_count[rows], 1).astype(np.float64) * GPU_MILLI
-    pack = 1.0 - idle / cap  # 0 (all idle) .. 1 (all used)
-    return np.clip(fgd_int_scores(best) * 0.99 + PACK_TIE_BREAK * pack, 0.0, 100.0)  # type: ignore[no-any-return]
+    table = frag.table(state)
+    before = frag.cache(state).get(state, rows)
+    cands = frag_candidates(state, rows, req, table, before)
+    best, _ = best_per_row(cands, cands.delta)
+    return fgd_int_scores(best)
 
 
 def choose_gpu(state: ClusterState, row: int, req: PodRequest, frag: TypicalPodLearner | None) -> list[int]:

@@ -14,6 +14,7 @@ import numpy as np
 
 from extender.cluster_state import NodeStateAdapter
 from extender.core import ScoringConfig, filter_nodes, score_parts, to_extender_scores
+from extender.fragmentation import TypicalPodLearner
 from extender.gang import gang_reason
 from extender.inventory import PodAsk, parse_pod
 from extender.state import IntArray
@@ -51,7 +52,9 @@ class _Request:
 
 
 class ExtenderService:
-    def __init__(self, adapter: NodeStateAdapter, config: ScoringConfig, frag: object | None = None) -> None:
+    def __init__(
+        self, adapter: NodeStateAdapter, config: ScoringConfig, frag: TypicalPodLearner | None = None
+    ) -> None:
         self.adapter = adapter
         self.config = config
         self.frag = frag
@@ -78,12 +81,11 @@ class ExtenderService:
             self.last_placement.pop(next(iter(self.last_placement)))
 
     def _observe(self, ask: PodAsk) -> None:
-        observe = getattr(self.frag, "observe", None)
-        if observe is not None and ask.key not in self._observed:
+        if self.frag is not None and ask.key not in self._observed:
             if len(self._observed) > 100_000:
                 self._observed.clear()
             self._observed.add(ask.key)
-            observe(ask.req)
+            self.frag.observe(ask.req)
 
     # -- filter -------------------------------------------------------------------------------------------
     def filter(self, args: ExtenderArgs, ask: PodAsk | None = None) -> dict[str, Any]:

@@ -75,7 +75,7 @@ def test_binpack_and_spread() -> None:
     st, topo = build((8, NV18_8), (8, NV18_8))
     st.place(0, PodRequest(gpu_count=4, gpu_milli=1000), [0, 1, 2, 3])
     rows = np.array([0, 1])
-    pack = score_parts(st, rows, ONE, ScoringConfig(), topo).resource
+    pack = score_parts(st, rows, ONE, ScoringConfig(resource_policy="binpack"), topo).resource
     spread = score_parts(st, rows, ONE, ScoringConfig(resource_policy="spread"), topo).resource
     assert pack[0] > pack[1] and spread[0] < spread[1]
 
@@ -85,7 +85,7 @@ def test_memory_fit_prefers_smallest_gpu_that_fits() -> None:
     st.add_gpu_node(NodeCapacity("big", 64000, 512000, 8, "h200"), gpu_mem_mib=143771)
     st.add_gpu_node(NodeCapacity("small", 64000, 512000, 8, "a100"), gpu_mem_mib=81920)
     ask = PodAsk(req=ONE, gpu_memory_mib=40 * 1024)
-    res = score_parts(st, np.array([0, 1]), ask, ScoringConfig()).resource
+    res = score_parts(st, np.array([0, 1]), ask, ScoringConfig(resource_policy="binpack")).resource
     assert res[1] > res[0]
 
 
@@ -154,19 +154,6 @@ def test_fragmentation_policy_delegates() -> None:
     s = score_nodes(st, np.array([0, 1]), ONE, cfg, topo, learner)
     assert s.shape == (2,) and np.all((s >= 0) & (s <= 100))
     assert len(choose_gpus(st, 0, ONE, cfg, topo, learner)) == 1
-
-
-def test_fragmentation_missing_module(monkeypatch: pytest.MonkeyPatch) -> None:
-    import extender.core as core
-
-    def missing(name: str) -> object:
-        raise ImportError(name)
-
-    monkeypatch.setattr(core.importlib, "import_module", missing)
-    st, topo = build((8, NV18_8))
-    with pytest.raises(NotImplementedError, match="fragmentation"):
-        score_nodes(st, np.array([0]), ONE, ScoringConfig(resource_policy="fragmentation"), topo)
-    assert len(score_nodes(st, np.array([0]), ONE, ScoringConfig(), topo)) == 1
 
 
 def test_config_validation() -> None:

@@ -88,7 +88,7 @@ def test_filter_never_passes_a_node_with_too_few_gpus(
     objs=nodes(),
     pod=pods(),
     extra=st.lists(st.sampled_from(["ghost", "n0"]), max_size=2),
-    policy=st.sampled_from(["binpack", "spread"]),
+    policy=st.sampled_from(["binpack", "spread", "fragmentation"]),
 )
 def test_prioritize_scores_every_input_once_in_range(
     objs: list[dict[str, Any]], pod: dict[str, Any], extra: list[str], policy: str
