@@ -23,6 +23,7 @@ from app.cluster.kube import (
     to_plain,
 )
 from app.cluster.snapshot import demo_snapshot_path, load_snapshot
+from tests.waiting import until
 
 RECORDED = load_snapshot(demo_snapshot_path())
 
@@ -116,14 +117,6 @@ def pod(name: str, ns: str = "inference") -> Obj:
 
 def fast_backoff() -> Backoff:
     return Backoff(base=0.001, cap=0.01)
-
-
-async def until(cond: Callable[[], bool], timeout: float = 5.0) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not cond():
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(0.005)
 
 
 def make(api: FakeApi, **kw: Any) -> KubeCluster:

@@ -1,27 +1,13 @@
-"""Operations tests: a clean settings environment, no kubeconfig, and fake NVML machines."""
+"""Operations tests: fake NVML machines (the clean environment comes from tests/conftest.py)."""
 
 from __future__ import annotations
 
-import os
-from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
 import pynvml
 import pytest
-
-
-@pytest.fixture(autouse=True)
-def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[None]:
-    for key in list(os.environ):
-        if key.startswith("GPU_AUTOSCALER_"):
-            monkeypatch.delenv(key)
-    monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
-    monkeypatch.delenv("NODE_NAME", raising=False)
-    monkeypatch.setenv("KUBECONFIG", str(tmp_path / "no-kubeconfig"))
-    monkeypatch.setenv("HOME", str(tmp_path / "home"))
-    yield
 
 
 class FakeNvml:

@@ -5,13 +5,10 @@ from __future__ import annotations
 import base64
 import copy
 import json
-import os
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import jsonpatch
-import pytest
 
 from app.cluster.snapshot import demo_snapshot_path, load_snapshot
 from webhook.history import WorkloadKey
@@ -19,17 +16,6 @@ from webhook.mig import Usage, offered_profiles
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "webhook"
 A100_80 = "NVIDIA A100-SXM4-80GB"
-
-
-@pytest.fixture(autouse=True)
-def clean_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """No GPU_AUTOSCALER_* from the developer's shell; no kubeconfig."""
-    for key in list(os.environ):
-        if key.startswith("GPU_AUTOSCALER_"):
-            monkeypatch.delenv(key)
-    monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
-    monkeypatch.setenv("KUBECONFIG", "/nonexistent/kubeconfig")
-    yield
 
 
 def load_review(name: str) -> dict[str, Any]:

@@ -1,4 +1,5 @@
-"""Fixtures for the foundation tests: a clean settings environment and a no-network kube environment."""
+"""Every test runs hermetic: no GPU_AUTOSCALER_* from the developer's shell, no kubeconfig, no in-cluster
+service host, no node name, and a throwaway HOME, so no test can reach a real cluster by accident."""
 
 from __future__ import annotations
 
@@ -11,11 +12,11 @@ import pytest
 
 @pytest.fixture(autouse=True)
 def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[None]:
-    """No GPU_AUTOSCALER_* from the developer's shell, and no kubeconfig: tests never see a real cluster."""
     for key in list(os.environ):
         if key.startswith("GPU_AUTOSCALER_"):
             monkeypatch.delenv(key)
     monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
+    monkeypatch.delenv("NODE_NAME", raising=False)
     monkeypatch.setenv("KUBECONFIG", str(tmp_path / "no-kubeconfig"))
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
     yield
