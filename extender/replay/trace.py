@@ -74,17 +74,23 @@ def _int(path: Path, line: int, row: dict[str, str], col: str) -> int:
     return value
 
 
+def _unique_name(path: Path, line: int, row: dict[str, str], col: str, what: str, seen: set[str]) -> str:
+    """The row's name, non-empty and not seen before in this file (then remembered)."""
+    name = (row.get(col) or "").strip()
+    if not name:
+        raise TraceError(f"{path}:{line}: empty {what} name")
+    if name in seen:
+        raise TraceError(f"{path}:{line}: duplicate {what} {name!r}")
+    seen.add(name)
+    return name
+
+
 def load_nodes(path: Path) -> tuple[NodeCapacity, ...]:
     """Node CSV → capacities; names must be unique."""
     nodes: list[NodeCapacity] = []
     seen: set[str] = set()
     for line, row in _rows(path, NODE_COLUMNS):
-        name = (row.get("sn") or "").strip()
-        if not name:
-            raise TraceError(f"{path}:{line}: empty node name")
-        if name in seen:
-            raise TraceError(f"{path}:{line}: duplicate node {name!r}")
-        seen.add(name)
+        name = _unique_name(path, line, row, "sn", "node", seen)
         nodes.append(
             NodeCapacity(
                 name=name,
@@ -102,12 +108,7 @@ def load_pods(path: Path) -> tuple[tuple[str, ...], tuple[PodRequest, ...]]:
     out: list[tuple[str, PodRequest]] = []
     seen: set[str] = set()
     for line, row in _rows(path, POD_COLUMNS):
-        name = (row.get("name") or "").strip()
-        if not name:
-            raise TraceError(f"{path}:{line}: empty pod name")
-        if name in seen:
-            raise TraceError(f"{path}:{line}: duplicate pod {name!r}")
-        seen.add(name)
+        name = _unique_name(path, line, row, "name", "pod", seen)
         cpu = _int(path, line, row, "cpu_milli")
         mem = _int(path, line, row, "memory_mib")
         num = _int(path, line, row, "num_gpu")
