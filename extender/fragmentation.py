@@ -14,7 +14,6 @@ code bit for bit.
 
 from __future__ import annotations
 
-import math
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -283,6 +282,10 @@ class FragCache:
             self.versions[stale] = state.version[stale]
         return self.values[rows]
 
+    def candidates(self, state: ClusterState, rows: IntArray, req: PodRequest) -> Candidates:
+        """ΔF of every placement of `req` on `rows`, F before taken from this cache."""
+        return frag_candidates(state, rows, req, self.table, self.get(state, rows))
+
 
 # -- online learner and the extender's policy ---------------------------------------------------------
 class TypicalPodLearner:
@@ -374,9 +377,7 @@ def resource_scores(
     if frag is None:
         frag = TypicalPodLearner()
         frag.observe(req)
-    table = frag.table(state)
-    before = frag.cache(state).get(state, rows)
-    cands = frag_candidates(state, rows, req, table, before)
+    cands = frag.cache(state).candidates(state, rows, req)
     best, _ = best_per_row(cands, cands.delta)
     return fgd_int_scores(best)
 
@@ -390,16 +391,9 @@ def choose_gpu(state: ClusterState, row: int, req: PodRequest, frag: TypicalPodL
         return state.first_free_gpus(row, req.gpu_count)
     if frag is None:
         return [state.best_fit_gpu(row, req.gpu_milli)]
-    rows = np.array([row], dtype=np.int64)
-    table = frag.table(state)
-    before = frag.cache(state).get(state, rows)
-    cands = frag_candidates(state, rows, req, table, before)
+    cands = frag.cache(state).candidates(state, np.array([row], dtype=np.int64), req)
     if not len(cands.cand_gpu):
         raise ValueError(f"node {state.names[row]} has no GPU with {req.gpu_milli} milli left")
     left = state.gpu_left[row, cands.cand_gpu]
     order = np.lexsort((cands.cand_gpu, left, -fgd_int_scores(cands.delta)))
     return [int(cands.cand_gpu[order[0]])]
-
-
-def sigmoid(x: float) -> float:
-    return 1.0 / (1.0 + math.exp(-x))

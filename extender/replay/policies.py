@@ -190,12 +190,10 @@ class FGDPolicy(_Base):
 
     def __init__(self, state: ClusterState, rank: IntArray, typical: fr.TypicalPods) -> None:
         super().__init__(state, rank)
-        self.table = fr.FragTable(typical, state.models)
-        self.cache = fr.FragCache(self.table)
+        self.cache = fr.FragCache(fr.FragTable(typical, state.models))
 
     def _eval(self, req: PodRequest, rows: IntArray) -> tuple[np.ndarray, IntArray]:
-        before = self.cache.get(self.state, rows)
-        cands = fr.frag_candidates(self.state, rows, req, self.table, before)
+        cands = self.cache.candidates(self.state, rows, req)
         return fr.best_per_row(cands, fr.fgd_int_scores(cands.delta))
 
     def choose(self, req: PodRequest, rows: IntArray) -> tuple[int, list[int]]:
