@@ -18,18 +18,14 @@ from extender.service import ExtenderService
 log = logging.getLogger(__name__)
 
 
-def make_learner(policy: str) -> TypicalPodLearner | None:
-    """The fragmentation policy's online learner of typical pods (None for other policies)."""
-    return TypicalPodLearner() if policy == "fragmentation" else None
-
-
 class ExtenderComponent:
     name = "extender"
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.config = ScoringConfig.from_settings(settings)
-        self.frag = make_learner(self.config.resource_policy)
+        # the fragmentation policy learns the typical pods from the pods it is asked about
+        self.frag = TypicalPodLearner() if self.config.resource_policy == "fragmentation" else None
         self.adapter = NodeStateAdapter(self.config, assume_ttl_seconds=settings.assume_ttl_seconds)
         self.service = ExtenderService(self.adapter, self.config, self.frag)
 
