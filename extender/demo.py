@@ -9,13 +9,40 @@ from __future__ import annotations
 
 import copy
 import uuid
+from dataclasses import dataclass
 from typing import Any
 
+import httpx
 from rich.table import Table
 
 from app.demo import DemoRun
 
 Pod = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Scheduled:
+    """What playing kube-scheduler for one pod gave: the filter reply, the nodes that passed, the winner."""
+
+    filter: dict[str, Any]
+    passed: list[str]
+    chosen: str | None  # None: filter error or no node passed
+    score: int | None  # None: prioritize skipped (one node passed) or nothing chosen
+
+
+def schedule(client: httpx.Client, pod: Pod, names: list[str]) -> Scheduled:
+    """Play kube-scheduler with our extender (nodeCacheCapable): /filter with `names`, /prioritize with the
+    nodes that passed (skipped when only one did, as kube-scheduler does), best score wins, ties the first."""
+    body = {"Pod": pod, "Nodes": None, "NodeNames": names}
+    filt = client.post("/filter", json=body).json()
+    passed: list[str] = filt.get("NodeNames") or []
+    if filt.get("Error") or not passed:
+        return Scheduled(filt, passed, None, None)
+    if len(passed) == 1:
+        return Scheduled(filt, passed, passed[0], None)
+    prio = client.post("/prioritize", json={**body, "NodeNames": passed}).json()
+    best = max(prio, key=lambda h: h["Score"])  # max() keeps the first of equal scores
+    return Scheduled(filt, passed, str(best["Host"]), int(best["Score"]))
 
 
 def _pod(
@@ -103,9 +130,8 @@ def act(run: DemoRun) -> None:
     table = Table("pod", "GPUs", "node", "GPU ids", "score", "topology", "resource", "balance", "note")
     for pod in pods:
         names = [n["metadata"]["name"] for n in run.cluster.list("Node")]
-        body = {"Pod": pod, "Nodes": None, "NodeNames": names}
-        filt = run.client.post("/filter", json=body).json()
-        passed: list[str] = filt["NodeNames"] or []
+        sched = schedule(run.client, pod, names)
+        filt, passed = sched.filter, sched.passed
         meta = pod["metadata"]
         key = f"{meta['namespace']}/{meta['name']}"
         res = pod["spec"]["containers"][0]["resources"]["requests"]
@@ -121,14 +147,7 @@ def act(run: DemoRun) -> None:
             first = sorted(set(reasons.values()), key=lambda r: -list(reasons.values()).count(r))[:2]
             table.add_row(key, gpus, "[red]pending", "-", "-", "-", "-", "-", "; ".join(first))
             continue
-        if len(passed) == 1:
-            chosen, score = passed[0], None  # kube-scheduler skips prioritize with one feasible node
-        else:
-            prio = run.client.post(
-                "/prioritize", json={"Pod": pod, "Nodes": None, "NodeNames": passed}
-            ).json()
-            best = max(prio, key=lambda h: h["Score"])  # max() keeps the first of equal scores
-            chosen, score = best["Host"], best["Score"]
+        chosen, score = sched.chosen, sched.score
         placed = run.client.get("/extender/placements", params={"pod": meta["uid"]}).json()
         info = placed.get(meta["uid"]) or {}
         parts = info.get("parts") or {}

@@ -16,6 +16,7 @@ from rich.table import Table
 from app.autoscaler.collector import StaticSource
 from app.autoscaler.component import AutoscalerComponent
 from app.autoscaler.stabilize import Stabilizer
+from extender.demo import schedule
 
 NS = "inference"
 #: llama demand, in "replicas of KV at 100 %" (spread evenly on ready replicas); rises then falls
@@ -50,7 +51,8 @@ def _actuate(run: Any, name: str, desired: int, step: int) -> None:
         new["metadata"]["name"] = f"{name}-demo-{step}-{i}"
         new["metadata"].pop("uid", None)
         new["spec"].pop("nodeName", None)
-        node = _schedule(run, new)
+        names = [n["metadata"]["name"] for n in run.cluster.list("Node")]
+        node = schedule(run.client, new, names).chosen
         if node is None:  # no room: the replica stays Pending (and is not counted ready)
             new["status"] = {"phase": "Pending"}
         else:
@@ -62,18 +64,6 @@ def _actuate(run: Any, name: str, desired: int, step: int) -> None:
     deploy["status"]["replicas"] = desired
     deploy["status"]["readyReplicas"] = min(desired, sum(1 for p in pods if _ready(p)))
     run.cluster.upsert(deploy)
-
-
-def _schedule(run: Any, pod: dict[str, Any]) -> str | None:
-    """Play kube-scheduler with our extender: /filter then /prioritize over every node; best score wins."""
-    names = [n["metadata"]["name"] for n in run.cluster.list("Node")]
-    body = {"Pod": pod, "Nodes": None, "NodeNames": names}
-    passing = run.client.post("/filter", json=body).json().get("NodeNames") or []
-    if len(passing) <= 1:
-        return passing[0] if passing else None
-    scores = run.client.post("/prioritize", json={**body, "NodeNames": passing}).json()
-    best = max(s["Score"] for s in scores)
-    return str(next(s["Host"] for s in scores if s["Score"] == best))
 
 
 def _ready(pod: dict[str, Any]) -> bool:
