@@ -12,8 +12,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from extender.arrays import PodRequest
 from extender.inventory import PodAsk
-from extender.state import PodRequest
 
 
 @dataclass

@@ -9,11 +9,11 @@ from fastapi import APIRouter
 
 from app.context import AppContext
 from app.settings import Settings
-from extender.cluster_state import NodeStateAdapter
 from extender.core import ScoringConfig
 from extender.fragmentation import TypicalPodLearner
 from extender.routes import build_router
 from extender.service import ExtenderService
+from extender.view_adapter import NodeStateAdapter
 
 log = logging.getLogger(__name__)
 

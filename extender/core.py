@@ -17,13 +17,13 @@ from typing import Any
 import numpy as np
 
 from extender import fragmentation as frag_policy
+from extender.arrays import GPU_MILLI, ClusterState, IntArray, PodRequest
 from extender.filters import FilterOutcome, run_filters
 from extender.fragmentation import TypicalPodLearner
 from extender.inventory import PodAsk
 from extender.scores.balance import balance_scores
 from extender.scores.resource import resource_scores
 from extender.scores.topology import topology_scores
-from extender.state import GPU_MILLI, ClusterState, IntArray, PodRequest
 from extender.topology import FloatArray, TopologyIndex, free_masks
 
 MAX_EXTENDER_PRIORITY = 10

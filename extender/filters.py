@@ -14,9 +14,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from extender.arrays import GPU_MILLI, BoolArray, ClusterState, IntArray
 from extender.inventory import PodAsk, mig_profile_memory_gib
-from extender.nodestate import GpuClusterState
-from extender.state import GPU_MILLI, BoolArray, ClusterState, IntArray
+from extender.kube_arrays import GpuClusterState
 from extender.topology import TopologyIndex, free_masks, full_masks
 
 Reason = Callable[[int], str]  # row -> sentence

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import numpy.typing as npt
 
-from extender.state import GPU_MILLI, ClusterState, IntArray, PodRequest
+from extender.arrays import GPU_MILLI, ClusterState, IntArray, PodRequest
 
 FloatArray = npt.NDArray[np.float64]
 

@@ -18,9 +18,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from extender.arrays import GPU_MILLI, ClusterState
 from extender.inventory import PodAsk
-from extender.nodestate import GpuClusterState
-from extender.state import GPU_MILLI, ClusterState
+from extender.kube_arrays import GpuClusterState
 
 
 @dataclass(frozen=True)

@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
+from extender.arrays import GPU_MILLI, NodeCapacity, PodRequest
 from extender.fragmentation import GPU_MILLI_ANNOTATION, SHARING_LABEL, SHARING_STRATEGIES, parse_gpu_milli
-from extender.state import GPU_MILLI, NodeCapacity, PodRequest
 
 GPU_RESOURCE = "nvidia.com/gpu"
 #: time-slicing / MPS with `renameByDefault: true` advertises the replicas under this name instead

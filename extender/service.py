@@ -12,12 +12,12 @@ from typing import Any
 
 import numpy as np
 
-from extender.cluster_state import NodeStateAdapter
+from extender.arrays import IntArray
 from extender.core import ScoringConfig, filter_nodes, score_parts, to_extender_scores
 from extender.fragmentation import TypicalPodLearner
 from extender.gang import gang_reason
 from extender.inventory import PodAsk, parse_pod
-from extender.state import IntArray
+from extender.view_adapter import NodeStateAdapter
 from extender.wire import ExtenderArgs, filter_result
 
 log = logging.getLogger("extender.decisions")

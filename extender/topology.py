@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import numpy.typing as npt
 
-from extender.state import GPU_MILLI, ClusterState
+from extender.arrays import GPU_MILLI, ClusterState
 
 NEUTRAL = 50.0
 QUALITY_WEIGHT = 0.7

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
+from extender.arrays import IntArray
 from extender.replay.trace import Trace, TraceError
-from extender.state import IntArray
 
 
 @dataclass(frozen=True)

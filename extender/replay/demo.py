@@ -7,10 +7,10 @@ import os
 from pathlib import Path
 from typing import Any
 
+from extender.arrays import NodeCapacity, PodRequest
 from extender.replay import engine
 from extender.replay.arrivals import generate
 from extender.replay.trace import Trace, load_trace
-from extender.state import NodeCapacity, PodRequest
 
 _DATA = (
     os.environ.get("GPU_AUTOSCALER_TRACE_DIR", ""),

@@ -16,10 +16,10 @@ from typing import Any
 import numpy as np
 
 from extender import fragmentation as fr
+from extender.arrays import ClusterState, IntArray
 from extender.replay.arrivals import Arrivals
 from extender.replay.policies import make_policy
 from extender.replay.trace import Trace
-from extender.state import ClusterState, IntArray
 
 SAMPLE_POINTS = (90, 100, 110, 120, 130)
 

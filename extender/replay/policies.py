@@ -12,7 +12,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from extender import fragmentation as fr
-from extender.state import GPU_MILLI, ClusterState, IntArray, PodRequest
+from extender.arrays import GPU_MILLI, ClusterState, IntArray, PodRequest
 
 MAX_SPEC_CPU = 128000.0
 MAX_SPEC_GPU = 8000.0

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from extender.state import GPU_MILLI, IntArray, NodeCapacity, PodRequest
+from extender.arrays import GPU_MILLI, IntArray, NodeCapacity, PodRequest
 
 NODE_COLUMNS = ("sn", "cpu_milli", "memory_mib", "gpu", "model")
 POD_COLUMNS = ("name", "cpu_milli", "memory_mib", "num_gpu", "gpu_milli")

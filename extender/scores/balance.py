@@ -24,9 +24,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from extender.arrays import ClusterState, IntArray
 from extender.inventory import PodAsk
 from extender.scores.resource import gpu_utilisation_after
-from extender.state import ClusterState, IntArray
 from extender.topology import FloatArray
 
 

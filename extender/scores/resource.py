@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from extender.arrays import GPU_MILLI, ClusterState, IntArray
 from extender.inventory import PodAsk
-from extender.nodestate import GpuClusterState
-from extender.state import GPU_MILLI, ClusterState, IntArray
+from extender.kube_arrays import GpuClusterState
 from extender.topology import FloatArray
 
 ALLOC_WEIGHT = 0.75

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from extender.arrays import GPU_MILLI, ClusterState, IntArray
 from extender.inventory import PodAsk
-from extender.state import GPU_MILLI, ClusterState, IntArray
 from extender.topology import NEUTRAL, FloatArray, TopologyIndex, free_masks
 
 

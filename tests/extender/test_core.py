@@ -7,6 +7,7 @@ import importlib
 import numpy as np
 import pytest
 
+from extender.arrays import ClusterState, NodeCapacity, PodRequest
 from extender.core import (
     ScoringConfig,
     choose_gpus,
@@ -16,8 +17,7 @@ from extender.core import (
     to_extender_scores,
 )
 from extender.inventory import PodAsk
-from extender.nodestate import GpuClusterState
-from extender.state import ClusterState, NodeCapacity, PodRequest
+from extender.kube_arrays import GpuClusterState
 from extender.topology import NEUTRAL, TopologyIndex, TopologyShape, link_score
 from tests.extender.conftest import BRIDGED_4, L40S_4, NV18_8
 

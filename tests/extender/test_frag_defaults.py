@@ -9,10 +9,10 @@ from hypothesis import strategies as st
 
 from app.settings import Settings
 from extender import fragmentation as fr
+from extender.arrays import ClusterState, NodeCapacity, PodRequest
 from extender.core import ScoringConfig, choose_gpus, score_nodes, score_parts
 from extender.inventory import PodAsk
 from extender.scores.balance import balance_scores
-from extender.state import ClusterState, NodeCapacity, PodRequest
 
 CPU_ONLY = PodRequest(cpu_milli=4000, memory_mib=8192)
 ONE = PodRequest(cpu_milli=8000, memory_mib=16384, gpu_count=1, gpu_milli=1000)

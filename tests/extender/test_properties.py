@@ -8,12 +8,12 @@ import numpy as np
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from extender.cluster_state import NodeStateAdapter
+from extender.arrays import ClusterState, NodeCapacity, PodRequest
 from extender.core import ScoringConfig, score_nodes, to_extender_scores
 from extender.inventory import parse_pod
 from extender.service import ExtenderService
-from extender.state import ClusterState, NodeCapacity, PodRequest
 from extender.topology import TopologyIndex
+from extender.view_adapter import NodeStateAdapter
 from extender.wire import ExtenderArgs
 from tests.extender.conftest import make_node, make_pod
 

@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 
 from extender import fragmentation as fr
+from extender.arrays import NodeCapacity, PodRequest
 from extender.replay import engine
 from extender.replay.arrivals import generate, load_replay
 from extender.replay.policies import PUBLISHED_NAMES
 from extender.replay.trace import Trace, load_trace
-from extender.state import NodeCapacity, PodRequest
 from tests.extender.replay_data import trace_dir
 
 

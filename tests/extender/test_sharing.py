@@ -13,11 +13,11 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from extender.cluster_state import NodeStateAdapter
+from extender.arrays import GPU_MILLI
 from extender.core import ScoringConfig
 from extender.inventory import parse_node, parse_pod
 from extender.service import ExtenderService
-from extender.state import GPU_MILLI
+from extender.view_adapter import NodeStateAdapter
 from extender.wire import ExtenderArgs
 from tests.extender.conftest import make_node, make_pod
 

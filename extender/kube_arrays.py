@@ -1,6 +1,6 @@
 """ClusterState plus what only real Kubernetes nodes have: per-GPU memory and MIG slices.
 
-A subclass (not an edit of `extender/state.py`) so the trace-replay simulator keeps its plain ClusterState;
+A subclass (not an edit of `extender/arrays.py`) so the trace-replay simulator keeps its plain ClusterState;
 the scoring core uses these extra arrays when it finds them (`isinstance(state, GpuClusterState)`).
 MIG slices are counted per profile (`nvidia.com/mig-<profile>` allocatable minus slices held).
 `sharing[i]`: node i's GPUs may be shared (GFD `nvidia.com/gpu.sharing-strategy` time-slicing or mps), so
@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from extender.state import ClusterState, NodeCapacity
+from extender.arrays import ClusterState, NodeCapacity
 
 
 class GpuClusterState(ClusterState):

@@ -1,4 +1,4 @@
-"""Cluster state for the scheduling core: numpy arrays, updated only by explicit `place` / `release`.
+"""Node state as numpy arrays (ClusterState) for the scheduling core, changed only by `place` / `release`.
 
 One state serves every caller — the extender's HTTP routes, the trace-replay simulator and the node
 autoscaler — so the filters and scores they run are the same code over the same numbers.

@@ -21,12 +21,12 @@ from typing import Any
 import numpy as np
 
 from app.cluster.base import ClusterEvent, ClusterView
+from extender.arrays import GPU_MILLI, IntArray, PodRequest
 from extender.assume import AssumeCache, Assumed
 from extender.core import ScoringConfig, choose_gpus
 from extender.gang import GroupStatus
 from extender.inventory import InventoryError, NodeInfo, PodAsk, parse_node, parse_pod
-from extender.nodestate import GpuClusterState
-from extender.state import GPU_MILLI, IntArray, PodRequest
+from extender.kube_arrays import GpuClusterState
 from extender.topology import TopologyIndex
 
 log = logging.getLogger(__name__)
