@@ -8,8 +8,9 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+import types
 from collections.abc import Sequence
-from typing import Any, NoReturn
+from typing import Any, Literal, NoReturn, Union, get_args, get_origin
 
 from app import __version__
 
@@ -34,30 +35,38 @@ class _Parser(argparse.ArgumentParser):
         raise SystemExit(2)
 
 
+def _flag_type(annotation: Any) -> tuple[Any, list[str] | None]:
+    """(argparse type, choices) for a settings field: `X | None` -> X; Literal -> its values."""
+    if get_origin(annotation) in (Union, types.UnionType):
+        annotation = next(a for a in get_args(annotation) if a is not type(None))
+    if get_origin(annotation) is Literal:
+        return str, [str(a) for a in get_args(annotation)]
+    if annotation in (int, float):
+        return annotation, None
+    return str, None
+
+
 def add_server_flags(p: argparse.ArgumentParser) -> None:
-    """Flags shared by `serve` and `demo` (names match the settings; None means 'not given')."""
-    p.add_argument("--host", default=None)
-    p.add_argument("--port", type=int, default=None)
-    p.add_argument("--cluster", default=None, help="demo | kube | PATH (snapshot file or folder)")
-    p.add_argument("--tls-cert", default=None)
-    p.add_argument("--tls-key", default=None)
-    p.add_argument("--prometheus-url", default=None)
-    p.add_argument("--config", default=None, help="YAML file of settings")
-    p.add_argument("--log-level", default=None, choices=["DEBUG", "INFO", "WARNING", "ERROR"])
-    p.add_argument("--namespace", default=None)
-    p.add_argument("--autoscaler-interval", type=float, default=None)
-    p.add_argument("--scale-up-stabilization", type=float, default=None)
-    p.add_argument("--scale-down-stabilization", type=float, default=None)
-    p.add_argument("--resource-policy", default=None)
+    """One flag per setting (`--name-with-dashes`), shared by `serve` and `demo`: a setting added to
+    app/settings.py is a flag, an env variable and a config-file key at once. None means 'not given'."""
+    from app.settings import Settings
+
+    for name, field in Settings.model_fields.items():
+        flag = "--" + name.replace("_", "-")
+        help_text = (field.description or "").replace("%", "%%") or None
+        if field.annotation is bool:
+            p.add_argument(
+                flag, dest=name, default=None, action=argparse.BooleanOptionalAction, help=help_text
+            )
+            continue
+        kind, choices = _flag_type(field.annotation)
+        p.add_argument(flag, dest=name, default=None, type=kind, choices=choices, help=help_text)
 
 
 def settings_overrides(args: argparse.Namespace) -> dict[str, Any]:
-    names = [
-        *("host", "port", "cluster", "tls_cert", "tls_key", "prometheus_url", "config", "log_level"),
-        *("namespace", "autoscaler_interval", "scale_up_stabilization", "scale_down_stabilization"),
-        "resource_policy",
-    ]
-    return {n: getattr(args, n, None) for n in names}
+    from app.settings import Settings
+
+    return {n: getattr(args, n, None) for n in Settings.model_fields}
 
 
 def build_parser() -> argparse.ArgumentParser:

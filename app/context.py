@@ -8,6 +8,8 @@ from typing import Any, Protocol
 from fastapi import APIRouter, Request
 
 from app.cluster.base import ClusterView
+from app.events import EventRecorder
+from app.leader import AlwaysLeader, Leadership
 from app.settings import Settings
 
 
@@ -18,6 +20,19 @@ class AppContext:
     settings: Settings
     cluster: ClusterView
     components: dict[str, Component] = field(default_factory=dict)
+    #: background loops act only while this says so (see app/leader.py)
+    leadership: Leadership = field(default_factory=AlwaysLeader)
+    #: Kubernetes Events about the objects decisions touch (see app/events.py)
+    events: EventRecorder | None = None
+
+    def __post_init__(self) -> None:
+        if self.events is None:
+            self.events = EventRecorder(self.cluster)
+
+    @property
+    def recorder(self) -> EventRecorder:
+        assert self.events is not None
+        return self.events
 
 
 class Component(Protocol):

@@ -33,6 +33,7 @@ class PeriodicLoop:
         *,
         on_cycle: CycleCallback | None = None,
         run_at_start: bool = True,
+        gate: Callable[[], bool] | None = None,
     ) -> None:
         if interval_s <= 0:
             raise ValueError(f"{name}: interval_s must be > 0, got {interval_s}")
@@ -41,6 +42,9 @@ class PeriodicLoop:
         self._fn = fn
         self._on_cycle = on_cycle
         self._run_at_start = run_at_start
+        #: a cycle runs only while the gate says so (e.g. `lambda: ctx.leadership.is_leader`)
+        self._gate = gate
+        self.skipped = 0
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self.cycles = 0
@@ -73,7 +77,11 @@ class PeriodicLoop:
         self._wake.set()
 
     async def run_once(self) -> bool:
-        """One cycle: run `fn`, log (not raise) its exception, report the duration. Returns success."""
+        """One cycle: run `fn`, log (not raise) its exception, report the duration. Returns success.
+        A cycle the gate holds back is skipped (counted in `skipped`, reported as a success)."""
+        if self._gate is not None and not self._gate():
+            self.skipped += 1
+            return True
         start = time.perf_counter()
         ok = True
         try:

@@ -77,6 +77,20 @@ class Settings(BaseSettings):
     waste_interval: float = Field(60.0, gt=0, description="seconds between waste-scoring cycles")
     waste_window: str = Field("1h", description="Prometheus range the DCGM use is averaged over")
 
+    # --- hardening: limits, TLS, fault tolerance (issue 11) -------------------------------------------
+
+    # --- autoscaler: scale to and from zero, status (issue 12) ----------------------------------------
+
+    # --- MIG layout and GPU-sharing controllers (issue 13) ---------------------------------------------
+
+    # --- node autoscaling through Cluster API (issue 14) -----------------------------------------------
+
+    # --- cost, budgets, waste events (issue 15) --------------------------------------------------------
+
+    # --- high availability and binder mode (issue 16) --------------------------------------------------
+
+    # --- console (issue 17) ----------------------------------------------------------------------------
+
     @field_validator("tls_cert", "tls_key", "config")
     @classmethod
     def _file_exists(cls, value: Path | None) -> Path | None:

@@ -14,6 +14,7 @@ from typing import Any, Protocol
 from app.autoscaler.collector import MetricsSnapshot, PodSample
 from app.autoscaler.queueing import PerfParams
 from app.autoscaler.saturation import Replica, ReplicaMetrics, Variant
+from app.cluster.selectors import expression_matches
 
 log = logging.getLogger(__name__)
 
@@ -62,19 +63,6 @@ def parse_cost(raw: Any) -> float:
     return cost if cost >= 0 and cost == cost else DEFAULT_VARIANT_COST
 
 
-def _matches_expr(labels: Mapping[str, str], expr: Mapping[str, Any]) -> bool:
-    key, op, values = expr.get("key", ""), expr.get("operator", ""), expr.get("values") or []
-    if op == "In":
-        return labels.get(key) in values
-    if op == "NotIn":
-        return labels.get(key) not in values
-    if op == "Exists":
-        return key in labels
-    if op == "DoesNotExist":
-        return key not in labels
-    return False
-
-
 class PodIndex:
     """Live pods of a namespace, indexed by label pair for fast selector matching."""
 
@@ -110,7 +98,7 @@ class PodIndex:
         for pod in candidates:
             labels = (pod.get("metadata") or {}).get("labels") or {}
             if all(labels.get(k) == str(v) for k, v in match_labels.items()) and all(
-                _matches_expr(labels, e) for e in exprs
+                expression_matches(labels, e) for e in exprs
             ):
                 out.append(pod)
         return out

@@ -13,10 +13,12 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from app.cluster.kinds import WATCHED
+
 Obj = dict[str, Any]
 
-#: Kinds the service reads. VariantAutoscaling is `llmd.ai/v1alpha1`.
-KINDS: tuple[str, ...] = ("Node", "Pod", "Namespace", "ConfigMap", "Deployment", "VariantAutoscaling")
+#: Kinds the service lists and watches (the table of every kind, with its API paths, is `kinds.py`).
+KINDS: tuple[str, ...] = WATCHED
 
 EventType = Literal["ADDED", "MODIFIED", "DELETED"]
 
@@ -37,6 +39,34 @@ def object_key(obj: Obj) -> tuple[str, str]:
 
 
 Listener = Callable[[ClusterEvent], None]
+
+
+class ApiError(RuntimeError):
+    """A write or read the API server refused; `status` is its HTTP code (0: no answer)."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(f"{status}: {message}" if status else message)
+        self.status = status
+        self.message = message
+
+
+class NotFound(ApiError):
+    def __init__(self, message: str) -> None:
+        super().__init__(404, message)
+
+
+class Conflict(ApiError):
+    """409: the object changed since it was read (resourceVersion), or it already exists."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(409, message)
+
+
+class TooManyRequests(ApiError):
+    """429: for an eviction, a PodDisruptionBudget allows no disruption now."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(429, message)
 
 
 class ClusterView(abc.ABC):
@@ -93,9 +123,37 @@ class ClusterView(abc.ABC):
                 self._listeners.remove(listener)
 
     # -- writes (narrow, explicit) -------------------------------------------------------------
+    # Every write raises ApiError (NotFound, Conflict, TooManyRequests…) when the server refuses it.
     @abc.abstractmethod
     async def patch(self, kind: str, name: str, namespace: str, patch: Obj) -> Obj:
-        """JSON merge patch (RFC 7386) on an object's metadata/spec/status; returns the new object."""
+        """JSON merge patch (RFC 7386) on an object's metadata/spec/status; returns the new object.
+        A patch of `status` alone goes to the status subresource where the kind has one."""
+
+    async def read(self, kind: str, name: str, namespace: str = "") -> Obj | None:
+        """A fresh GET (for kinds that are not watched, e.g. Lease); None when it does not exist."""
+        raise NotImplementedError(f"{type(self).__name__}.read")
+
+    async def create(self, kind: str, obj: Obj) -> Obj:
+        """POST a new object (`metadata.generateName` allowed); Conflict if the name is taken."""
+        raise NotImplementedError(f"{type(self).__name__}.create")
+
+    async def replace(self, kind: str, obj: Obj) -> Obj:
+        """PUT an object; Conflict when its `metadata.resourceVersion` is no longer current
+        (optimistic concurrency, as leader election needs)."""
+        raise NotImplementedError(f"{type(self).__name__}.replace")
+
+    async def scale(self, kind: str, name: str, namespace: str, replicas: int) -> Obj:
+        """Set replicas through the `scale` subresource (Deployment, MachineDeployment…); returns the
+        Scale object."""
+        raise NotImplementedError(f"{type(self).__name__}.scale")
+
+    async def evict(self, name: str, namespace: str) -> None:
+        """Evict a pod through the Eviction API (honours PodDisruptionBudgets: TooManyRequests)."""
+        raise NotImplementedError(f"{type(self).__name__}.evict")
+
+    async def bind(self, name: str, namespace: str, node: str, uid: str | None = None) -> None:
+        """Bind a pod to a node (what kube-scheduler's binder or an extender's bind verb does)."""
+        raise NotImplementedError(f"{type(self).__name__}.bind")
 
     # -- helpers for implementations -----------------------------------------------------------
     def _apply(self, event: ClusterEvent) -> None:

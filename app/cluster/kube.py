@@ -26,23 +26,26 @@ from typing import Any, Protocol
 
 from kubernetes.client.exceptions import ApiException
 
-from app.cluster.base import KINDS, ClusterEvent, ClusterView, Obj
+from app.cluster.base import (
+    KINDS,
+    ApiError,
+    ClusterEvent,
+    ClusterView,
+    Conflict,
+    NotFound,
+    Obj,
+    TooManyRequests,
+)
+from app.cluster.kinds import REGISTRY, kind_info
 
 log = logging.getLogger(__name__)
 
 SA_TOKEN = Path("/var/run/secrets/kubernetes.io/serviceaccount/token")
 
 #: apiVersion of each kind (list items come without apiVersion/kind; we put them back)
-API_VERSIONS: dict[str, str] = {
-    "Node": "v1",
-    "Pod": "v1",
-    "Namespace": "v1",
-    "ConfigMap": "v1",
-    "Deployment": "apps/v1",
-    "VariantAutoscaling": "llmd.ai/v1alpha1",
-}
+API_VERSIONS: dict[str, str] = {k: info.api_version for k, info in REGISTRY.items()}
 #: kinds served by a CRD that may be absent: a 404/403 marks them empty instead of blocking readiness
-OPTIONAL_KINDS: frozenset[str] = frozenset({"VariantAutoscaling"})
+OPTIONAL_KINDS: frozenset[str] = frozenset(k for k, info in REGISTRY.items() if info.optional)
 VA_GROUP, VA_VERSION, VA_PLURAL = "llmd.ai", "v1alpha1", "variantautoscalings"
 
 
@@ -82,6 +85,12 @@ class KubeApi(Protocol):
 
     def patch(self, kind: str, name: str, namespace: str, patch: Obj) -> Obj:
         """JSON merge patch; a top-level `status` goes to the status subresource where one exists."""
+        ...
+
+    def request(
+        self, method: str, path: str, body: Obj | None = None, content_type: str | None = None
+    ) -> Obj:
+        """Any other call: `method` on an API `path` (built from `kinds.py`), JSON body in, JSON out."""
         ...
 
     @property
@@ -147,12 +156,84 @@ class ClientKubeApi:
     def host(self) -> str:
         return str(getattr(self._client.configuration, "host", "?"))
 
+    def request(
+        self, method: str, path: str, body: Obj | None = None, content_type: str | None = None
+    ) -> Obj:
+        headers = {"Accept": "application/json"}
+        if body is not None:
+            headers["Content-Type"] = content_type or "application/json"
+        resp = self._raw(method, path, [], headers, body, 30)
+        data = resp.data
+        return dict(json.loads(data)) if data else {}
+
+    def _raw(
+        self,
+        method: str,
+        path: str,
+        query: list[tuple[str, Any]],
+        headers: dict[str, str],
+        body: Any,
+        timeout: Any,
+    ) -> Any:
+        """One authenticated call; the raw urllib3 response (not read: watches stream it). Non-2xx raises
+        ApiException, as the typed client's methods do."""
+        c = self._client
+        if hasattr(c, "param_serialize"):  # client >= 35 (openapi-generator 7)
+            m, url, hdrs, payload, _ = c.param_serialize(
+                method=method,
+                resource_path=path,
+                query_params=query,
+                header_params=headers,
+                body=body,
+                auth_settings=["BearerToken"],
+            )
+            resp = c.call_api(m, url, header_params=hdrs, body=payload, _request_timeout=timeout)
+            if not 200 <= resp.status <= 299:
+                resp.read()
+                raise ApiException(http_resp=resp)
+            return resp.response
+        return c.call_api(  # pragma: no cover - older clients
+            path,
+            method,
+            query_params=query,
+            header_params=headers,
+            body=body,
+            auth_settings=["BearerToken"],
+            _return_http_data_only=True,
+            _preload_content=False,
+            _request_timeout=timeout,
+        )
+
+    def _generic_list(self, kind: str) -> Callable[..., Any]:
+        """list_* for a kind the typed client does not cover (CRDs, Leases…): a GET on its collection."""
+        path = kind_info(kind).collection_path()
+
+        def call(**kw: Any) -> Any:
+            query = []
+            for key, name in (
+                ("field_selector", "fieldSelector"),
+                ("limit", "limit"),
+                ("_continue", "continue"),
+                ("watch", "watch"),
+                ("resource_version", "resourceVersion"),
+                ("allow_watch_bookmarks", "allowWatchBookmarks"),
+                ("timeout_seconds", "timeoutSeconds"),
+            ):
+                if kw.get(key) is not None:
+                    value = kw[key]
+                    query.append((name, str(value).lower() if isinstance(value, bool) else value))
+            return self._raw(
+                "GET", path, query, {"Accept": "application/json"}, None, kw.get("_request_timeout")
+            )
+
+        return call
+
     def _kwargs(self, kind: str) -> dict[str, Any]:
         sel = self._selectors.get(kind)
         return {"field_selector": sel} if sel else {}
 
     def list(self, kind: str) -> Obj:
-        fn = self._list_fns[kind]
+        fn = self._list_fns.get(kind) or self._generic_list(kind)
         items: list[Obj] = []
         token: str | None = None
         rv = ""
@@ -178,7 +259,7 @@ class ClientKubeApi:
             # client-side read timeout a little past the server's, so a dead connection cannot hang forever
             "_request_timeout": (10, timeout_seconds + 30),
         }
-        return _HttpWatchStream(self._list_fns[kind](**kw))
+        return _HttpWatchStream((self._list_fns.get(kind) or self._generic_list(kind))(**kw))
 
     def patch(self, kind: str, name: str, namespace: str, patch: Obj) -> Obj:
         merge: dict[str, Any] = {"_content_type": "application/merge-patch+json", "_preload_content": False}
@@ -198,9 +279,16 @@ class ClientKubeApi:
             "ConfigMap": lambda: self._core.patch_namespaced_config_map(name, namespace, patch, **merge),
             "Deployment": lambda: self._apps.patch_namespaced_deployment(name, namespace, patch, **merge),
         }
-        if kind not in calls:
-            raise ValueError(f"cannot patch kind {kind}")
-        return dict(json.loads(calls[kind]().data))
+        if kind in calls:
+            return dict(json.loads(calls[kind]().data))
+        try:
+            info = kind_info(kind)
+        except ValueError:
+            raise ValueError(f"cannot patch kind {kind}") from None
+        sub = "status" if info.status_subresource and set(patch) == {"status"} else ""
+        return self.request(
+            "PATCH", info.object_path(name, namespace, sub), patch, "application/merge-patch+json"
+        )
 
 
 def load_api_client() -> Any:
@@ -240,6 +328,22 @@ class Backoff:
 
     def reset(self) -> None:
         self.attempt = 0
+
+
+def api_error(exc: ApiException) -> ApiError:
+    """The client's exception as ours, with the server's own message (from its Status body)."""
+    message = str(exc.reason or "")
+    with contextlib.suppress(Exception):
+        body = json.loads(exc.body) if exc.body else {}
+        message = str(body.get("message") or message)
+    status = int(exc.status or 0)
+    if status == 404:
+        return NotFound(message)
+    if status == 409:
+        return Conflict(message)
+    if status == 429:
+        return TooManyRequests(message)
+    return ApiError(status, message)
 
 
 class _Relist(Exception):
@@ -320,15 +424,80 @@ class KubeCluster(ClusterView):
         log.info("kube watches stopped", extra={"source": self.source})
 
     # -- writes ----------------------------------------------------------------------------------
+    async def _call(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """Run a blocking API call in a thread; ApiException -> ApiError (NotFound, Conflict…)."""
+        if self._api is None:
+            raise RuntimeError("KubeCluster: API call before start()")
+        try:
+            return await asyncio.to_thread(fn, *args)
+        except ApiException as exc:
+            raise api_error(exc) from exc
+
+    def _reflect(self, kind: str, obj: Obj) -> Obj:
+        """Show our own write at once (the watch event that follows carries the same object)."""
+        obj = self._complete(kind, to_plain(obj))
+        if kind in self._kinds:
+            self._apply(ClusterEvent("MODIFIED", kind, obj))
+        return obj
+
     async def patch(self, kind: str, name: str, namespace: str, patch: Obj) -> Obj:
         if self._api is None:
             raise RuntimeError("KubeCluster.patch before start()")
-        api = self._api
-        new = await asyncio.to_thread(api.patch, kind, name, namespace, patch)
-        new = self._complete(kind, to_plain(new))
-        # reflect our own write at once; the watch event that follows carries the same object
-        self._apply(ClusterEvent("MODIFIED", kind, new))
-        return new
+        return self._reflect(kind, await self._call(self._api.patch, kind, name, namespace, patch))
+
+    async def read(self, kind: str, name: str, namespace: str = "") -> Obj | None:
+        info = kind_info(kind)
+        try:
+            obj = await self._call(self._request, "GET", info.object_path(name, namespace))
+        except NotFound:
+            return None
+        return self._complete(kind, obj)
+
+    async def create(self, kind: str, obj: Obj) -> Obj:
+        info = kind_info(kind)
+        body = {"apiVersion": info.api_version, "kind": kind, **obj}
+        ns = str((obj.get("metadata") or {}).get("namespace") or "")
+        new = await self._call(self._request, "POST", info.collection_path(ns or None), body)
+        return self._complete(kind, new)
+
+    async def replace(self, kind: str, obj: Obj) -> Obj:
+        info = kind_info(kind)
+        meta = obj.get("metadata") or {}
+        path = info.object_path(str(meta.get("name")), str(meta.get("namespace") or ""))
+        body = {"apiVersion": info.api_version, "kind": kind, **obj}
+        return self._reflect(kind, await self._call(self._request, "PUT", path, body))
+
+    async def scale(self, kind: str, name: str, namespace: str, replicas: int) -> Obj:
+        path = kind_info(kind).object_path(name, namespace, "scale")
+        patch = {"spec": {"replicas": int(replicas)}}
+        scale: Obj = await self._call(self._request, "PATCH", path, patch, "application/merge-patch+json")
+        return scale
+
+    async def evict(self, name: str, namespace: str) -> None:
+        body = {
+            "apiVersion": "policy/v1",
+            "kind": "Eviction",
+            "metadata": {"name": name, "namespace": namespace},
+        }
+        path = kind_info("Pod").object_path(name, namespace, "eviction")
+        await self._call(self._request, "POST", path, body)
+
+    async def bind(self, name: str, namespace: str, node: str, uid: str | None = None) -> None:
+        meta: Obj = {"name": name, "namespace": namespace}
+        if uid:
+            meta["uid"] = uid
+        body = {
+            "apiVersion": "v1",
+            "kind": "Binding",
+            "metadata": meta,
+            "target": {"apiVersion": "v1", "kind": "Node", "name": node},
+        }
+        path = kind_info("Pod").object_path(name, namespace, "binding")
+        await self._call(self._request, "POST", path, body)
+
+    def _request(self, method: str, path: str, body: Obj | None = None, ctype: str | None = None) -> Obj:
+        assert self._api is not None
+        return self._api.request(method, path, body, ctype)
 
     # -- informer loop (runs in a thread per kind) -----------------------------------------------
     @staticmethod

@@ -10,7 +10,7 @@ import yaml
 from kubernetes.client import ApiClient
 
 from app.cli import build_parser
-from app.cluster.kube import API_VERSIONS
+from app.cluster.kinds import REGISTRY, WATCHED
 
 ROOT = Path(__file__).resolve().parents[2] / "manifests"
 MODELS = {
@@ -56,8 +56,6 @@ def test_deployment_args_are_valid_flags() -> None:
 
 def test_rbac_covers_every_watched_kind() -> None:
     role = next(d for d in docs("base/rbac.yaml") if d["kind"] == "ClusterRole")
-    plural = {"Node": "nodes", "Pod": "pods", "Namespace": "namespaces", "ConfigMap": "configmaps"}
-    plural |= {"Deployment": "deployments", "VariantAutoscaling": "variantautoscalings"}
 
     def allowed(group: str, resource: str, verb: str) -> bool:
         return any(
@@ -65,10 +63,10 @@ def test_rbac_covers_every_watched_kind() -> None:
             for r in role["rules"]
         )
 
-    for kind, api_version in API_VERSIONS.items():
-        group = api_version.rpartition("/")[0]
+    for kind in WATCHED:
+        info = REGISTRY[kind]
         for verb in ("list", "watch"):
-            assert allowed(group, plural[kind], verb), (kind, verb)
+            assert allowed(info.group, info.plural, verb), (kind, verb)
     assert allowed("", "nodes", "patch")
     assert allowed("llmd.ai", "variantautoscalings/status", "update")
 

@@ -12,7 +12,7 @@ import pytest
 import yaml
 from kubernetes.client import ApiClient
 
-from app.cluster.base import ClusterEvent
+from app.cluster.base import ClusterEvent, NotFound
 from app.cluster.snapshot import SnapshotCluster, SnapshotError, demo_snapshot_path, load_snapshot
 
 DEMO = load_snapshot(demo_snapshot_path())
@@ -281,5 +281,57 @@ async def test_snapshot_cluster_view_reads_and_writes() -> None:
     assert view.generation == gen + 1 and events[-1].type == "MODIFIED"
     view.delete("Pod", "nb-bob-0", "notebooks")
     assert view.get("Pod", "nb-bob-0", "notebooks") is None and events[-1].type == "DELETED"
-    with pytest.raises(KeyError):
+    with pytest.raises(NotFound):
         await view.patch("Node", "nope", "", {"metadata": {"labels": {"a": "b"}}})
+
+
+async def test_snapshot_writes_behave_like_the_api_server() -> None:
+    from app.cluster.base import Conflict, TooManyRequests
+
+    view = SnapshotCluster()
+    await view.start()
+    lease = await view.create(
+        "Lease", {"metadata": {"name": "l", "namespace": "gpu-autoscaler"}, "spec": {"holderIdentity": "a"}}
+    )
+    assert lease["apiVersion"] == "coordination.k8s.io/v1" and lease["metadata"]["resourceVersion"]
+    with pytest.raises(Conflict):
+        await view.create("Lease", lease)
+    stale = {**lease, "metadata": {**lease["metadata"], "resourceVersion": "0"}}
+    with pytest.raises(Conflict):
+        await view.replace("Lease", stale)
+    renewed = await view.replace("Lease", {**lease, "spec": {"holderIdentity": "b"}})
+    assert (await view.read("Lease", "l", "gpu-autoscaler")) == renewed
+    assert await view.read("Lease", "nope", "gpu-autoscaler") is None
+
+    scale = await view.scale("Deployment", "llama-8b-h100", "inference", 4)
+    assert scale["spec"]["replicas"] == 4
+    assert view.get("Deployment", "llama-8b-h100", "inference")["spec"]["replicas"] == 4  # type: ignore[index]
+
+    pod = await view.create(
+        "Pod",
+        {
+            "metadata": {"name": "trainer-0", "namespace": "ml", "labels": {"app": "trainer"}},
+            "spec": {"containers": [{"name": "c"}]},
+        },
+    )
+    name, ns = pod["metadata"]["name"], pod["metadata"]["namespace"]
+    assert view.get("Pod", name, ns) is not None  # watched kinds land in the view
+    await view.bind(name, ns, "dgx-h100-0")
+    assert view.get("Pod", name, ns)["spec"]["nodeName"] == "dgx-h100-0"  # type: ignore[index]
+    with pytest.raises(Conflict, match="already assigned"):
+        await view.bind(name, ns, "dgx-h100-1")
+
+    labels = pod["metadata"].get("labels") or {}
+    await view.create(
+        "PodDisruptionBudget",
+        {
+            "metadata": {"name": "keep", "namespace": ns},
+            "spec": {"selector": {"matchLabels": labels}},
+            "status": {"disruptionsAllowed": 0},
+        },
+    )
+    with pytest.raises(TooManyRequests, match="keep"):
+        await view.evict(name, ns)
+    await view.patch("PodDisruptionBudget", "keep", ns, {"status": {"disruptionsAllowed": 1}})
+    await view.evict(name, ns)
+    assert view.get("Pod", name, ns) is None
