@@ -56,6 +56,11 @@ class Settings(BaseSettings):
     balance_weight: float = Field(0.25, ge=0)
     resource_policy: Literal["binpack", "spread", "fragmentation"] = "fragmentation"
     assume_ttl_seconds: float = Field(30.0, gt=0)
+    assume_yields_to_scheduler: bool = Field(
+        True,
+        description="drop an assumed placement that kube-scheduler's own nvidia.com/gpu count contradicts "
+        "(needs managedResources ignoredByScheduler: false, as manifests/scheduler sets)",
+    )
 
     # --- webhook (issue 4) -----------------------------------------------------------------------
     mig_underuse_threshold: float = Field(0.50, gt=0, le=1)

@@ -2,8 +2,9 @@
 
 kube-scheduler binds asynchronously; until the pod comes back from the watch with `spec.nodeName`, the next
 pod must not be offered the same GPUs. An entry is placed in the ClusterState when added, released when the
-real pod shows up (reconcile: the bound pod takes over the same GPUs) or when its TTL runs out (the scheduler
-chose another node, or gave up). Pure bookkeeping: the caller does place/release.
+real pod shows up (reconcile: the bound pod takes over the same GPUs), when kube-scheduler's own accounting
+contradicts it (see NodeStateAdapter.yield_to_scheduler), or when its TTL runs out (the scheduler chose
+another node, or gave up). Pure bookkeeping: the caller does place/release.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ class AssumeCache:
         self.ttl = ttl_seconds
         self.clock = clock
         self._entries: dict[str, Assumed] = {}
+        self._by_node: dict[str, dict[str, Assumed]] = {}
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -43,22 +45,45 @@ class AssumeCache:
         return self._entries.get(key)
 
     def add(self, key: str, node: str, ask: PodAsk, req: PodRequest, gpus: list[int]) -> Assumed:
+        self.pop(key)
         entry = Assumed(key, node, ask, req, list(gpus), self.clock() + self.ttl)
         self._entries[key] = entry
+        self._by_node.setdefault(node, {})[key] = entry
         return entry
 
     def pop(self, key: str) -> Assumed | None:
-        return self._entries.pop(key, None)
+        entry = self._entries.pop(key, None)
+        if entry is not None:
+            on_node = self._by_node.get(entry.node)
+            if on_node is not None:
+                on_node.pop(key, None)
+                if not on_node:
+                    del self._by_node[entry.node]
+        return entry
+
+    def unplace(self, key: str) -> Assumed | None:
+        """Keep the entry (the pod is placed, somewhere) but on no node: it holds no GPUs any more and still
+        counts for its gang until the watch shows where it went or the TTL ends."""
+        entry = self._entries.get(key)
+        if entry is not None and entry.node:
+            on_node = self._by_node.get(entry.node, {})
+            on_node.pop(key, None)
+            if not on_node:
+                self._by_node.pop(entry.node, None)
+            entry.node = ""
+            entry.gpus = []
+        return entry
 
     def pop_expired(self) -> list[Assumed]:
         now = self.clock()
         gone = [e for e in self._entries.values() if e.expires <= now]
         for e in gone:
-            del self._entries[e.key]
+            self.pop(e.key)
         return gone
 
     def on_node(self, node: str) -> list[Assumed]:
-        return [e for e in self._entries.values() if e.node == node]
+        """The node's entries, oldest first."""
+        return list(self._by_node.get(node, {}).values())
 
     def keys(self) -> list[str]:
         return list(self._entries)

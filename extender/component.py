@@ -26,7 +26,12 @@ class ExtenderComponent:
         self.config = ScoringConfig.from_settings(settings)
         # the fragmentation policy learns the typical pods from the pods it is asked about
         self.frag = TypicalPodLearner() if self.config.resource_policy == "fragmentation" else None
-        self.adapter = NodeStateAdapter(self.config, assume_ttl_seconds=settings.assume_ttl_seconds)
+        self.adapter = NodeStateAdapter(
+            self.config,
+            assume_ttl_seconds=settings.assume_ttl_seconds,
+            yield_to_scheduler=settings.assume_yields_to_scheduler,
+        )
+        self.adapter.learner = self.frag  # seeded from the cluster view's pods at attach, then its watch
         self.service = ExtenderService(self.adapter, self.config, self.frag)
 
     def router(self) -> APIRouter:
@@ -45,6 +50,7 @@ class ExtenderComponent:
                 "pods": len(self.adapter.bound),
                 "topology_shapes": len(self.adapter.topo.shapes),
                 "policy": self.config.resource_policy,
+                "learnt_pods": self.frag.seen if self.frag is not None else 0,
                 "weights": self.config.normalised_weights,
             },
         )

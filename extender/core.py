@@ -3,7 +3,7 @@
 Callers: the extender's routes, the trace-replay simulator (~100,000 calls per run), the node autoscaler.
 
     score = w_t·topology + w_r·resource + w_b·balance        (each part 0..100, weights normalised to sum 1)
-    extender score = round(score / 10)                       (0..10, MaxExtenderPriority)
+    extender score = decisive_scores(scores)                 (0..10, MaxExtenderPriority: see there)
 
 `req` may be a plain `PodRequest` (trace rows) or a `PodAsk` (real pods: MIG slices, GPU memory, product,
 topology and gang annotations). Node state changes only through `ClusterState.place` / `release`.
@@ -27,6 +27,10 @@ from extender.scores.topology import topology_scores
 from extender.topology import FloatArray, TopologyIndex, free_masks
 
 MAX_EXTENDER_PRIORITY = 10
+#: every node this many points (of 100) below the best scores at least one step lower per step
+DECISIVE_STEP = 5.0
+#: the best node's lead over every other node, in extender points (x weight x 10 in kube-scheduler's sum)
+DECISIVE_LEAD = 2
 POLICIES = ("binpack", "spread", "fragmentation")
 
 __all__ = [
@@ -35,11 +39,12 @@ __all__ = [
     "ScoreParts",
     "ScoringConfig",
     "as_ask",
+    "best_index",
     "choose_gpus",
+    "decisive_scores",
     "filter_nodes",
     "score_nodes",
     "score_parts",
-    "to_extender_scores",
 ]
 
 
@@ -127,10 +132,47 @@ def score_nodes(
     return score_parts(state, rows, req, config, topo, frag).total
 
 
-def to_extender_scores(scores: np.ndarray) -> np.ndarray:
-    """0..100 floats -> 0..10 ints (MaxExtenderPriority), rounded half up; NaN -> 0."""
+def best_index(state: ClusterState, rows: IntArray, totals: np.ndarray) -> int:
+    """The node the extender picks among `rows` (aligned with `totals`): the highest total; among equal
+    totals the node with the most GPU capacity already in use (packing: an empty node stays whole for a
+    bigger pod even when the learnt workload says nothing about bigger pods), then input order.
+
+    The trace replay breaks ties with the study's node ranks instead, as kube-scheduler's own tie-break
+    did there; this rule is for the live extender, whose ties kube-scheduler must not break."""
+    t = np.nan_to_num(np.asarray(totals, dtype=np.float64), nan=0.0)
+    if t.size == 0:
+        raise ValueError("no rows")
+    top = np.flatnonzero(t >= t.max() - 1e-9)
+    if len(top) == 1:
+        return int(top[0])
+    r = np.asarray(rows, dtype=np.int64)[top]
+    cap = np.maximum(state.gpu_count[r], 1) * GPU_MILLI
+    used = 1.0 - state.gpu_left[r].sum(axis=1) / cap
+    return int(top[int(np.argmax(used))])
+
+
+def decisive_scores(scores: np.ndarray, best: int | None = None) -> IntArray:
+    """0..100 floats -> 0..10 ints (MaxExtenderPriority) that leave kube-scheduler no tie to break.
+
+    The best node (`best`, by default the first of equals) gets 10; every other
+    node gets at most 10 - DECISIVE_LEAD, one step lower per DECISIVE_STEP points it trails the best:
+
+        score = 10                                              for the best node
+              = max(0, 10 - DECISIVE_LEAD - floor(gap / DECISIVE_STEP))   otherwise (gap = best - total)
+
+    Why: kube-scheduler adds its own plugins' scores (NodeResourcesLeastAllocated prefers the emptiest node,
+    the opposite of packing) to ours x weight x 10. Rounding totals to tenths ties nodes up to 9 points apart
+    and hands the choice to that spreading; a lead of 2 (100 points at weight 5) keeps the decision ours,
+    and the pod lands where the extender assumed it, so the next pod sees the truth. NaN counts as 0."""
     s = np.nan_to_num(np.asarray(scores, dtype=np.float64), nan=0.0)
-    return np.clip(np.floor(s / 10.0 + 0.5), 0, MAX_EXTENDER_PRIORITY).astype(np.int64)  # type: ignore[no-any-return]
+    if s.size == 0:
+        return np.zeros(0, dtype=np.int64)
+    best = int(np.argmax(s)) if best is None else best
+    gap = np.maximum(s[best] - s, 0.0)
+    top = MAX_EXTENDER_PRIORITY - DECISIVE_LEAD
+    out = np.clip(top - np.floor(gap / DECISIVE_STEP), 0, top).astype(np.int64)
+    out[best] = MAX_EXTENDER_PRIORITY
+    return out  # type: ignore[no-any-return]
 
 
 def filter_nodes(

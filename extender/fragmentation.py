@@ -288,13 +288,23 @@ class FragCache:
 
 
 # -- online learner and the extender's policy ---------------------------------------------------------
+#: What the learner believes before it has seen a pod: one pod each of 1, 2, 4 and 8 whole GPUs. Under it
+#: FGD's measure makes packing emerge — a GPU taken from an empty node costs that node its 8-GPU (and 4-GPU)
+#: slots, one taken from a half-full node costs little — so a fresh extender packs from its first pod. Four
+#: pseudo-pods: real pods (the cluster view's, then every pod asked about) outweigh it within dozens.
+PACKING_PRIOR: dict[Spec, float] = {(0, GPU_MILLI, n, ""): 1.0 for n in (1, 2, 4, 8)}
+#: how many pod keys `observe_pod` remembers to count each pod once (then it starts over)
+MAX_REMEMBERED_PODS = 100_000
+
+
 class TypicalPodLearner:
     """Learns the workload's typical pods from the pods it has seen (FGD is handed them; a cluster is not).
 
     Counts every observed request's spec; the typical set (the study's 95 % rule) is rebuilt when the number
     of pods seen has grown by `refresh_fraction` since the last build (and always during the first
     `warmup` pods), so the per-node F cache stays valid between rebuilds. `half_life` (pods) makes old pods
-    count less, for clusters whose mix drifts; None keeps plain counts (a trace replay).
+    count less, for clusters whose mix drifts; None keeps plain counts (a trace replay). `prior` holds
+    pseudo-counts the real pods add to (PACKING_PRIOR by default; `{}` for none).
     """
 
     def __init__(
@@ -303,20 +313,32 @@ class TypicalPodLearner:
         refresh_fraction: float = 0.05,
         warmup: int = 200,
         half_life: float | None = None,
-        prior: TypicalPods | None = None,
+        prior: dict[Spec, float] | None = None,
     ) -> None:
         self.threshold_pct = threshold_pct
         self.refresh_fraction = refresh_fraction
         self.warmup = warmup
         self.half_life = half_life
-        self.counts: dict[Spec, float] = {}
+        self.counts: dict[Spec, float] = dict(PACKING_PRIOR if prior is None else prior)
         self.seen = 0
         self._built_at = -1
-        self._typical: TypicalPods | None = prior
+        self._typical: TypicalPods | None = None
         self._table: FragTable | None = None
         self._table_models = -1
         self._cache: FragCache | None = None
+        self._keys: set[str] = set()
         self.generation = 0
+
+    def observe_pod(self, key: str, req: PodRequest) -> bool:
+        """Record a pod once, however often it is seen (the cluster view at start, its watch events, the
+        scheduler's calls for it). Returns whether it was new."""
+        if key in self._keys:
+            return False
+        if len(self._keys) >= MAX_REMEMBERED_PODS:
+            self._keys.clear()
+        self._keys.add(key)
+        self.observe(req)
+        return True
 
     def observe(self, req: PodRequest) -> None:
         """Record one pod (call once per pod, when it is first seen)."""

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from extender.arrays import IntArray
-from extender.core import ScoringConfig, filter_nodes, score_parts, to_extender_scores
+from extender.core import ScoringConfig, best_index, decisive_scores, filter_nodes, score_parts
 from extender.fragmentation import TypicalPodLearner
 from extender.gang import gang_reason
 from extender.inventory import PodAsk, parse_pod
@@ -59,7 +59,6 @@ class ExtenderService:
         self.config = config
         self.frag = frag
         self.last_placement: dict[str, Placement] = {}
-        self._observed: set[str] = set()
 
     # -- shared -----------------------------------------------------------------------------------------
     def _prepare(self, args: ExtenderArgs, ask: PodAsk) -> _Request:
@@ -81,11 +80,8 @@ class ExtenderService:
             self.last_placement.pop(next(iter(self.last_placement)))
 
     def _observe(self, ask: PodAsk) -> None:
-        if self.frag is not None and ask.key not in self._observed:
-            if len(self._observed) > 100_000:
-                self._observed.clear()
-            self._observed.add(ask.key)
-            self.frag.observe(ask.req)
+        if self.frag is not None and ask.req.wants_gpu:
+            self.frag.observe_pod(ask.key, ask.req)
 
     # -- filter -------------------------------------------------------------------------------------------
     def filter(self, args: ExtenderArgs, ask: PodAsk | None = None) -> dict[str, Any]:
@@ -101,6 +97,7 @@ class ExtenderService:
             ad.forget_assumed(ask.key)  # a retry must not compete with its own earlier choice
             self._observe(ask)
             req = self._prepare(args, ask)
+            ad.yield_to_scheduler(req.rows, ask)
             outcome = filter_nodes(ad.state, req.rows, ask, ad.topo)
             names = ad.state.names
             failed = {names[r]: msg for r, msg in outcome.failed.items()}
@@ -152,15 +149,16 @@ class ExtenderService:
             ad.forget_assumed(ask.key)
             self._observe(ask)
             req = self._prepare(args, ask)
+            ad.yield_to_scheduler(req.rows, ask)
             outcome = filter_nodes(ad.state, req.rows, ask, ad.topo)
             feasible = outcome.passed
             parts = score_parts(ad.state, feasible, ask, self.config, ad.topo, self.frag)
-            ints = to_extender_scores(parts.total)
+            best = best_index(ad.state, feasible, parts.total) if len(feasible) else None
+            ints = decisive_scores(parts.total, best)
             per_row = np.zeros(ad.state.n, dtype=np.int64)  # 0 for every row that is not feasible
             per_row[feasible] = ints
             names = ad.state.names
-            if len(feasible):
-                best = int(np.argmax(parts.total))  # first of the best: input order breaks ties
+            if best is not None:
                 row = int(feasible[best])
                 gpus = ad.assume_pod(ask, row)
                 self._remember(

@@ -1,4 +1,4 @@
-"""GPU topology model: link matrix -> bandwidth-aware link scores -> per-free-mask lookup tables.
+"""GPU topology model: link matrix -> bandwidth-aware pair values -> per-free-mask lookup tables.
 
 A node's link matrix (the `nvidia-smi topo -m` tokens of the `gpu-autoscaler.io/topology` annotation) is
 turned into a *shape*. Nodes with the same matrix share one shape (a 5,000-node fleet of DGX H100 has one),
@@ -7,16 +7,21 @@ and each shape precomputes, over every free-GPU bitmask F (≤ 8 GPUs: 256 masks
 - `score[F, k]` — the topology part (0..100) of the best k-GPU set S ⊆ F, and `best[F, k]` that set;
 - `nvl_max[F]` — the largest all-NVLink subset of F (for `gpu-autoscaler.io/topology: required`).
 
-So a scheduling request does array lookups, never a search. Formulas (see docs/scheduling.md):
+So a scheduling request does array lookups, never a search. Formulas (see docs/scheduling.md "Topology"):
 
-    link(i, j)  = 70 + 30·min(1, 25·n / 450)  for NV<n> (n NVLinks at 25 GB/s per direction; NV18 = 100)
-                = PIX 50, PXB 40, PHB 30, NODE 20, SYS 10 (and any unknown token)
-    q(S)        = 100 if |S| = 1, else ½·min + ½·mean of link(i, j) over the pairs of S
+    link(i, j)  = 90 + 10·min(1, 25·n / 450)  for NV<n> (n NVLinks at 25 GB/s per direction; NV18 = 100)
+                = PIX 90, PXB 85 (behind PCIe switches), PHB 80, NODE 75 (one NUMA node), SYS 50 (and any
+                  unknown token: crossing sockets is no better than not knowing)
+    q(S)        = ½·min + ½·mean of link(i, j) over the pairs of S                       (50..100)
     best_q(X,m) = max q(S) over S ⊆ X, |S| = m;   P(X) = Σ_{m=2..|X|} best_q(X, m)   ("potential")
-    keep(F,S)   = 100·(1 - min(1, (P(F) - P(F minus S)) / (100·|S|)))   (future sets S leaves)
-    topo(F,S)   = 0.7·q(S) + 0.3·keep(F,S);   score[F,k] = max over |S| = k
+    keep(F,S)   = P(R) / max{P(R') : R' ⊆ F, |R'| = |R|}  with R = F minus S  (1 when |R| ≤ 1): 0..1, how
+                  well connected the GPUs left behind are, against the best the pod could have left
+    topo(F,S)   = 50 + (q(S) - 50)·(0.7 + 0.3·keep(F,S))   for |S| ≥ 2;   score[F,k] = max over |S| = k
+    topo(F,S)   = 50 for |S| = 1: one GPU has no interconnect to gain (which GPU it takes is still chosen to
+                  keep NVLink sets whole: `best[F, 1]`)
 
-Nodes with unknown topology score NEUTRAL (50).
+So the bands are: an all-NVLink set 50-100, a set on one NUMA node 50-90 (PIX highest, NODE lowest), a
+cross-socket set 50, unknown topology 50 (NEUTRAL): known topology never scores below unknown.
 """
 
 from __future__ import annotations
@@ -31,13 +36,14 @@ import numpy.typing as npt
 from extender.arrays import GPU_MILLI, ClusterState
 
 NEUTRAL = 50.0
-QUALITY_WEIGHT = 0.7
-KEEP_WEIGHT = 0.3
+#: share of a set's quality above NEUTRAL that it always gets; the rest is earned by keeping future sets
+QUALITY_SHARE = 0.7
+KEEP_SHARE = 0.3
 #: exact tables up to this many GPUs per node (2^8 masks x 3^8 subset pairs); larger nodes use greedy
 TABLE_MAX_GPUS = 8
 NVLINK_GBPS_PER_LINK = 25.0
 NVLINK_REFERENCE_GBPS = 450.0  # NV18 (H100/H200 SXM, per direction)
-PCIE_SCORES = {"PIX": 50.0, "PXB": 40.0, "PHB": 30.0, "NODE": 20.0, "SYS": 10.0}
+PCIE_SCORES = {"PIX": 90.0, "PXB": 85.0, "PHB": 80.0, "NODE": 75.0, "SYS": 50.0}
 _NV = re.compile(r"^NV(\d+)$", re.IGNORECASE)
 
 FloatArray = npt.NDArray[np.float64]
@@ -45,13 +51,19 @@ IntArray = npt.NDArray[np.int64]
 
 
 def link_score(token: str) -> float:
-    """One `nvidia-smi topo -m` token -> 0..100 (NVLink tiers above every PCIe path, bandwidth within)."""
+    """One `nvidia-smi topo -m` token -> 50..100 (NVLink above every PCIe path, bandwidth within it;
+    crossing sockets or an unknown token = NEUTRAL)."""
     t = token.strip().upper()
     m = _NV.match(t)
     if m:
         n = int(m.group(1))
-        return 70.0 + 30.0 * min(1.0, NVLINK_GBPS_PER_LINK * n / NVLINK_REFERENCE_GBPS)
-    return PCIE_SCORES.get(t, 10.0)
+        return 90.0 + 10.0 * min(1.0, NVLINK_GBPS_PER_LINK * n / NVLINK_REFERENCE_GBPS)
+    return PCIE_SCORES.get(t, NEUTRAL)
+
+
+def topo_value(quality: float, keep: float) -> float:
+    """The topology part of a set of >= 2 GPUs: quality q (50..100), keep 0..1 -> 50..100."""
+    return NEUTRAL + (quality - NEUTRAL) * (QUALITY_SHARE + KEEP_SHARE * keep)
 
 
 def is_nvlink(token: str) -> bool:
@@ -116,6 +128,13 @@ class TopologyShape:
         potential = np.zeros(size)
         for x in range(size):
             potential[x] = best_q[x, 2 : pop[x] + 1].sum() if pop[x] >= 2 else 0.0
+        # best_p[X, m]: the largest potential of an m-GPU subset of X (same DP)
+        best_p = np.full((size, n + 1), -1.0)
+        for x in range(size):
+            best_p[x, pop[x]] = potential[x]
+            for b in range(n):
+                if x >> b & 1:
+                    np.maximum(best_p[x], best_p[x & ~(1 << b)], out=best_p[x])
         # all-NVLink subsets and the largest one inside each mask
         all_nv = np.zeros(size, dtype=np.bool_)
         for x in range(size):
@@ -136,15 +155,18 @@ class TopologyShape:
             s = f
             while s:
                 k = int(pop[s])
-                damage = potential[f] - potential[f & ~s]
-                keep = 100.0 * (1.0 - min(1.0, max(0.0, damage) / (100.0 * k)))
-                val = QUALITY_WEIGHT * quality[s] + KEEP_WEIGHT * keep
+                rest = f & ~s
+                top = best_p[f, pop[rest]]
+                keep = potential[rest] / top if top > 0 else 1.0
+                # one GPU: the set that keeps most (its part is NEUTRAL, see the module docstring)
+                val = keep if k == 1 else topo_value(quality[s], keep)
                 cur = score[f, k]
                 # ties: lower GPU indices first (the device plugin's natural order)
                 if np.isnan(cur) or val > cur + 1e-9 or (abs(val - cur) <= 1e-9 and s < best[f, k]):
                     score[f, k] = val
                     best[f, k] = s
                 s = (s - 1) & f
+        score[:, 1] = np.where(np.isnan(score[:, 1]), np.nan, NEUTRAL)
         self.score, self.best, self.quality, self.nvl_max = score, best, quality, nvl_max
 
     # -- lookups (greedy fallback above TABLE_MAX_GPUS) ------------------------------------------------
@@ -171,7 +193,7 @@ class TopologyShape:
                 nxt = max(rest, key=lambda g: min(self.pair[g, c] for c in chosen))
                 chosen.append(nxt)
             mask = sum(1 << g for g in chosen)
-            val = QUALITY_WEIGHT * self.set_quality(mask) + KEEP_WEIGHT * 100.0
+            val = NEUTRAL if k == 1 else topo_value(self.set_quality(mask), 1.0)
             if val > best_val:
                 best_val, best_mask = val, mask
         return best_val, best_mask

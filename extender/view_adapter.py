@@ -19,17 +19,28 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from prometheus_client import Counter
 
 from app.cluster.base import ClusterEvent, ClusterView
+from app.metrics import REGISTRY
 from extender.arrays import GPU_MILLI, IntArray, PodRequest
 from extender.assume import AssumeCache, Assumed
 from extender.core import ScoringConfig, choose_gpus
+from extender.fragmentation import TypicalPodLearner
 from extender.gang import GroupStatus
 from extender.inventory import InventoryError, NodeInfo, PodAsk, parse_node, parse_pod
 from extender.kube_arrays import GpuClusterState
 from extender.topology import TopologyIndex
 
 log = logging.getLogger(__name__)
+
+ASSUMPTIONS = Counter(
+    "gpu_autoscaler_extender_assumptions_total",
+    "How assumed placements ended: confirmed (bound where assumed), moved (bound elsewhere), contradicted "
+    "(kube-scheduler's accounting showed them wrong), expired (TTL), forgotten (retried or deleted)",
+    ["outcome"],
+    registry=REGISTRY,
+)
 
 TERMINAL_PHASES = ("Succeeded", "Failed")
 _PHANTOM = PodRequest(gpu_count=1, gpu_milli=GPU_MILLI)
@@ -58,6 +69,7 @@ class NodeStateAdapter:
         config: ScoringConfig | None = None,
         assume_ttl_seconds: float = 30.0,
         clock: Callable[[], float] | None = None,
+        yield_to_scheduler: bool = True,
     ) -> None:
         import threading
         import time
@@ -73,8 +85,12 @@ class NodeStateAdapter:
         #: (namespace, group) -> {pod key: bound?}
         self.groups: dict[tuple[str, str], dict[str, bool]] = {}
         self.assume = AssumeCache(assume_ttl_seconds, clock or time.monotonic)
+        self.yields = yield_to_scheduler
         self.lock = threading.RLock()
         self.view: ClusterView | None = None
+        #: the fragmentation policy's learner: every GPU pod of the cluster (bound or pending) teaches it the
+        #: workload's typical pods, so the first scheduling decision already knows the mix
+        self.learner: TypicalPodLearner | None = None
 
     # -- wiring ---------------------------------------------------------------------------------------
     def attach(self, view: ClusterView) -> None:
@@ -265,6 +281,8 @@ class NodeStateAdapter:
             log.warning("extender: ignoring unreadable pod", extra={"pod": key, "error": str(exc)})
             return
         with self.lock:
+            if self.learner is not None and ask.req.wants_gpu and phase not in TERMINAL_PHASES:
+                self.learner.observe_pod(ask.key, ask.req)
             if ask.group:
                 self.groups.setdefault((ask.namespace, ask.group), {})[key] = bool(node)
             active = bool(node) and phase not in TERMINAL_PHASES
@@ -283,20 +301,43 @@ class NodeStateAdapter:
                     "extender: bound pod's annotation ignored, accounted as whole GPUs",
                     extra={"pod": key, "node": node, "reason": ask.invalid},
                 )
-            remembered: list[int] = []
-            entry = self.assume.pop(key)
-            if entry is not None:
-                erow = self.state.index.get(entry.node)
-                if erow is not None and self.state.alive[erow]:
-                    self._release(erow, entry.req, entry.gpus, entry.ask.mig)
-                if entry.node == node:
-                    remembered = entry.gpus
-            b = Bound(key, str(node), ask, ask.req, remembered)
-            self.bound[key] = b
-            self.node_pods.setdefault(str(node), set()).add(key)
-            row = self.state.index.get(str(node))
-            if row is not None and self.state.alive[row]:
-                self._place(row, b)
+            self._bind(key, str(node), ask)
+
+    def _bind(self, key: str, node: str, ask: PodAsk) -> Bound:
+        """Account a pod as running on `node`: it takes over the GPUs we assumed for it there."""
+        remembered: list[int] = []
+        entry = self.assume.pop(key)
+        if entry is not None:
+            erow = self.state.index.get(entry.node)
+            if erow is not None and self.state.alive[erow]:
+                self._release(erow, entry.req, entry.gpus, entry.ask.mig)
+            if entry.node == node:
+                remembered = entry.gpus
+            ASSUMPTIONS.labels("confirmed" if entry.node == node else "moved").inc()
+        b = Bound(key, node, ask, ask.req, remembered)
+        self.bound[key] = b
+        self.node_pods.setdefault(node, set()).add(key)
+        row = self.state.index.get(node)
+        if row is not None and self.state.alive[row]:
+            self._place(row, b)
+        return b
+
+    def bind_pod(self, key: str, node: str, ask: PodAsk | None = None) -> list[int]:
+        """Binder mode: kube-scheduler's final choice is known before the watch shows it. Account the pod
+        there now (the assumption, or `ask`, says what it asks) and return the physical GPU indices it got
+        (empty for MIG slices and when the node is unknown). Raises KeyError when the pod is unknown."""
+        with self.lock:
+            if key in self.bound and self.bound[key].node == node:
+                b = self.bound[key]
+            else:
+                entry = self.assume.get(key)
+                known = ask or (entry.ask if entry is not None else None)
+                if known is None:
+                    raise KeyError(key)
+                self._unbind(key)
+                b = self._bind(key, node, known)
+            row = self.state.index.get(node)
+            return self.gpu_phys(row, b.gpus) if row is not None and b.placed else []
 
     def remove_pod(self, obj: dict[str, Any]) -> None:
         key = pod_key(obj)
@@ -339,14 +380,70 @@ class NodeStateAdapter:
         with self.lock:
             entry = self.assume.pop(key)
             if entry is not None:
+                ASSUMPTIONS.labels("forgotten").inc()
                 row = self.state.index.get(entry.node)
                 if row is not None and self.state.alive[row]:
                     self._release(row, entry.req, entry.gpus, entry.ask.mig)
+
+    def yield_to_scheduler(self, rows: IntArray, ask: PodAsk) -> int:
+        """Drop assumptions that kube-scheduler's own accounting contradicts; returns how many.
+
+        kube-scheduler calls an extender only with nodes its filters passed, and it counts `nvidia.com/gpu`
+        (a managed resource with `ignoredByScheduler: false`) exactly, including every pod it has assumed
+        itself. So a node in the request fits this pod's whole-GPU count for real. If our state says it
+        does not, and would without our unconfirmed assumptions there, those assumptions are wrong: the pods
+        went elsewhere. Keeping them would hide the node from the pod (the 8-GPU pod left Pending because
+        of a GPU held for a pod kube-scheduler bound on another node). Newest assumptions go first, and only
+        as many as the pod needs. GPUs the node agent reports busy outside any known pod are invisible to
+        kube-scheduler, so a node short only because of those contradicts nothing. Shares and MIG slices
+        are not counted by kube-scheduler per GPU: kept.
+        """
+        req = ask.req
+        if (
+            not self.yields
+            or not len(self.assume)
+            or ask.mig
+            or not req.gpu_count
+            or req.gpu_milli < GPU_MILLI
+        ):
+            return 0
+        st = self.state
+        rows = np.asarray(rows, dtype=np.int64)
+        free = (st.gpu_left[rows] == GPU_MILLI).sum(axis=1)
+        released = 0
+        for row in rows[free < req.gpu_count].tolist():
+            entries = [
+                e
+                for e in self.assume.on_node(st.names[row])
+                if e.gpus and e.req.gpu_milli >= GPU_MILLI and not e.ask.mig
+            ]
+            have = int((st.gpu_left[row] == GPU_MILLI).sum())
+            # what kube-scheduler counts if our assumptions are right: it does not see the GPUs the agent
+            # reports busy outside any pod it knows, so those do not contradict anything
+            seen_by_scheduler = have + len(self.phantoms.get(st.names[row], ()))
+            if not entries or seen_by_scheduler >= req.gpu_count:
+                continue
+            if seen_by_scheduler + sum(len(e.gpus) for e in entries) < req.gpu_count:
+                continue  # short for reasons of its own (over-commit): not ours to fix
+            for e in reversed(entries):
+                if seen_by_scheduler >= req.gpu_count:
+                    break
+                self._release(row, e.req, e.gpus, e.ask.mig)
+                seen_by_scheduler += len(e.gpus)
+                self.assume.unplace(e.key)  # placed, but not here: still a gang member until the watch
+                released += 1
+                ASSUMPTIONS.labels("contradicted").inc()
+                log.info(
+                    "extender: assumption contradicted by kube-scheduler, released",
+                    extra={"pod": e.key, "node": st.names[row], "for_pod": ask.key},
+                )
+        return released
 
     def expire(self) -> int:
         with self.lock:
             gone = self.assume.pop_expired()
             for e in gone:
+                ASSUMPTIONS.labels("expired").inc()
                 row = self.state.index.get(e.node)
                 if row is not None and self.state.alive[row]:
                     self._release(row, e.req, e.gpus, e.ask.mig)

@@ -1,15 +1,16 @@
 """Topology part: how good a GPU set the node can give this pod, and how little it breaks for others.
 
 Lookups into the per-shape tables of `extender.topology` (precomputed per free-GPU mask and pod size).
-Neutral (50) for: unknown topology, MIG slices, pods that ask no GPU, `gpu-autoscaler.io/topology: none`.
-A shared pod that fits on an already partly used GPU breaks no whole GPU and scores 100.
+Neutral (50) for: unknown topology, MIG slices, pods that ask no GPU, `gpu-autoscaler.io/topology: none`,
+and pods of one GPU or a share of one — they have no interconnect to gain, so where they go is the resource
+part's call (packing); the GPU they get inside the node still keeps NVLink sets whole (`choose_gpus`).
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from extender.arrays import GPU_MILLI, ClusterState, IntArray
+from extender.arrays import ClusterState, IntArray
 from extender.inventory import PodAsk
 from extender.topology import NEUTRAL, FloatArray, TopologyIndex, free_masks
 
@@ -19,7 +20,7 @@ def topology_scores(
 ) -> FloatArray:
     out = np.full(len(rows), NEUTRAL)
     req = ask.req
-    if topo is None or not req.wants_gpu or ask.topology == "none" or len(rows) == 0:
+    if topo is None or req.gpu_count < 2 or ask.topology == "none" or len(rows) == 0:
         return out
     ids = topo.shape_ids(rows)
     known = ids >= 0
@@ -38,8 +39,4 @@ def topology_scores(
             out[sel] = shape.score[masks, k]
         else:
             out[sel] = [shape.lookup(int(m), k)[0] for m in masks]
-    if req.is_shared:
-        left = state.gpu_left[rows]
-        partial_fit = ((left >= req.gpu_milli) & (left < GPU_MILLI)).any(axis=1)
-        out[known & partial_fit] = 100.0
     return np.nan_to_num(out, nan=0.0)  # k > free GPUs: the filter drops such nodes; score them 0

@@ -26,10 +26,29 @@ def test_back_to_back_pods_do_not_share_gpus(make_client: Any) -> None:
     filt, _ = _schedule(client, make_pod("p2", gpus=2), ["a"])
     second = comp.service.last_placement["uid-ml-team-p2"].gpus
     assert second == [2, 3]
-    # both assumed, none bound yet: a third 2-GPU pod must not fit
+    assert int(comp.adapter.state.full_free[0]) == 0  # both held until the watch shows them bound
+
+
+def test_assumptions_yield_to_kube_scheduler_counts(make_client: Any) -> None:
+    """kube-scheduler counts nvidia.com/gpu itself: when it offers a node our assumptions fill, they are
+    wrong (the pods went elsewhere) and must not hide the node; only as many as needed are dropped."""
+    client, _, comp = make_client([make_node("a", gpus=4, links=BRIDGED_4)])
+    for name in ("p1", "p2"):
+        _schedule(client, make_pod(name, gpus=2), ["a"])
+    filt, prio = _schedule(client, make_pod("p3", gpus=2), ["a"])
+    assert filt["NodeNames"] == ["a"] and prio == [{"Host": "a", "Score": 10}]
+    assume = comp.adapter.assume
+    assert [e.key for e in assume.on_node("a")] == ["uid-ml-team-p1", "uid-ml-team-p3"]
+    assert assume.get("uid-ml-team-p2").node == ""  # type: ignore[union-attr]  # placed, not here
+    assert comp.service.last_placement["uid-ml-team-p3"].gpus == [2, 3]
+
+
+def test_assumptions_hold_when_yielding_is_off(make_client: Any) -> None:
+    client, _, _ = make_client([make_node("a", gpus=4)], assume_yields_to_scheduler=False)
+    for name in ("p1", "p2"):
+        _schedule(client, make_pod(name, gpus=2), ["a"])
     filt, _ = _schedule(client, make_pod("p3", gpus=2), ["a"])
-    assert filt["NodeNames"] == []
-    assert filt["FailedNodes"] == {"a": "needs 2 free GPUs, node has 0"}
+    assert filt["NodeNames"] == [] and filt["FailedNodes"] == {"a": "needs 2 free GPUs, node has 0"}
 
 
 def test_retry_of_the_same_pod_does_not_block_itself(make_client: Any) -> None:
@@ -44,6 +63,7 @@ def test_assumption_expires(make_client: Any) -> None:
     client, _, comp = make_client([make_node("a", gpus=2)])
     now = [1000.0]
     comp.adapter.assume.clock = lambda: now[0]
+    comp.adapter.yields = False
     _schedule(client, make_pod("p1", gpus=2), ["a"])
     assert _schedule(client, make_pod("p2", gpus=2), ["a"])[0]["NodeNames"] == []
     now[0] += comp.adapter.assume.ttl + 1  # the scheduler never bound p1

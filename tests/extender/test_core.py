@@ -11,10 +11,10 @@ from extender.arrays import ClusterState, NodeCapacity, PodRequest
 from extender.core import (
     ScoringConfig,
     choose_gpus,
+    decisive_scores,
     filter_nodes,
     score_nodes,
     score_parts,
-    to_extender_scores,
 )
 from extender.inventory import PodAsk
 from extender.kube_arrays import GpuClusterState
@@ -58,10 +58,54 @@ def test_single_gpu_does_not_break_an_nvlink_island() -> None:
     assert choose_gpus(st, 0, ONE, ScoringConfig(), topo) == [3]
 
 
-def test_single_gpu_prefers_pcie_node_over_breaking_nvswitch() -> None:
-    st, topo = build((8, NV18_8), (4, L40S_4))
-    parts = score_parts(st, np.array([0, 1]), ONE, ScoringConfig(), topo)
-    assert parts.topology[1] > parts.topology[0]
+def test_single_gpu_has_no_interconnect_to_gain() -> None:
+    """One GPU (or a share of one): topology is neutral on every node, so packing alone decides where."""
+    st, topo = build((8, NV18_8), (4, L40S_4), (8, None))
+    st.place(0, TWO, [0, 1])
+    for req in (ONE, PodRequest(cpu_milli=100, gpu_count=1, gpu_milli=300)):
+        parts = score_parts(st, np.array([0, 1, 2]), req, ScoringConfig(), topo)
+        assert parts.topology.tolist() == [NEUTRAL] * 3
+
+
+PIX_PAIRS_8 = [
+    ["X" if i == j else "SYS" if i // 4 != j // 4 else "PIX" if i // 2 == j // 2 else "PXB" for j in range(8)]
+    for i in range(8)
+]
+NODE_SYS_4 = [["X" if i == j else "NODE" if i // 2 == j // 2 else "SYS" for j in range(4)] for i in range(4)]
+SYS_2 = [["X", "SYS"], ["SYS", "X"]]
+
+
+@pytest.mark.parametrize(
+    ("links", "lo", "hi"),
+    [
+        (NV18_8, 85.0, 100.0),  # NVLink: 50..100, NV18 at the top of the band
+        (PIX_PAIRS_8, 78.0, 90.0),  # a PIX pair: one PCIe switch, one NUMA node
+        (NODE_SYS_4, 67.0, 75.0),  # a NODE pair: one NUMA node through host bridges
+        (SYS_2, 50.0, 50.0),  # across sockets: no better than unknown
+        (None, 50.0, 50.0),  # unknown
+    ],
+)
+def test_topology_bands_for_a_pair(links: list[list[str]] | None, lo: float, hi: float) -> None:
+    st, topo = build((len(links) if links else 8, links))
+    t = float(score_parts(st, np.array([0]), TWO, ScoringConfig(), topo).topology[0])
+    assert lo <= t <= hi
+
+
+def test_known_topology_never_scores_below_unknown() -> None:
+    """Every pair, every free mask: the topology part of a feasible set is >= NEUTRAL."""
+    for links in (NV18_8, PIX_PAIRS_8, NODE_SYS_4, SYS_2, L40S_4, BRIDGED_4):
+        shape = TopologyShape(tuple(tuple(r) for r in links))
+        feasible = shape.score[~np.isnan(shape.score)]
+        assert feasible.min() >= NEUTRAL and feasible.max() <= 100.0
+
+
+def test_nvlink_pair_beats_every_pcie_pair_when_both_keep_their_node_whole() -> None:
+    """Bandwidth orders the bands: the weakest NVLink pair (NV1) is above the best PCIe pair (PIX)."""
+    nv1 = [["X", "NV1"], ["NV1", "X"]]
+    pix = [["X", "PIX"], ["PIX", "X"]]
+    st, topo = build((2, nv1), (2, pix))
+    t = score_parts(st, np.array([0, 1]), TWO, ScoringConfig(), topo).topology
+    assert t[0] > t[1]
 
 
 def test_unknown_topology_is_neutral() -> None:
@@ -100,15 +144,21 @@ def test_scores_in_range_and_mapping() -> None:
     st, topo = build((8, NV18_8), (4, L40S_4), (8, None))
     s = score_nodes(st, np.array([0, 1, 2]), TWO, ScoringConfig(), topo)
     assert np.all((s >= 0) & (s <= 100))
-    assert to_extender_scores(np.array([0.0, 4.9, 5.0, 94.9, 95.0, 100.0, np.nan])).tolist() == [
-        0,
-        0,
-        1,
-        9,
-        10,
-        10,
-        0,
-    ]
+
+
+@pytest.mark.parametrize(
+    ("totals", "expected"),
+    [
+        ([], []),
+        ([42.0], [10]),
+        ([70.0, 70.0, 70.0], [10, 8, 8]),  # equals: the first is ours, and kube-scheduler must follow
+        ([60.0, 64.9, 65.0, 54.9], [7, 8, 10, 6]),
+        ([99.0, 94.0, 94.1, 0.0, np.nan], [10, 7, 8, 0, 0]),
+        ([50.0, 50.01], [8, 10]),  # a hair ahead is still ahead
+    ],
+)
+def test_decisive_scores(totals: list[float], expected: list[int]) -> None:
+    assert decisive_scores(np.array(totals)).tolist() == expected
 
 
 def test_shared_gpu_best_fit() -> None:
@@ -117,7 +167,7 @@ def test_shared_gpu_best_fit() -> None:
     st.place(0, PodRequest(gpu_count=1, gpu_milli=600), [1])
     half = PodRequest(gpu_count=1, gpu_milli=300)
     assert choose_gpus(st, 0, half, ScoringConfig(), topo) == [1]  # 400 left: the tightest fit
-    assert score_parts(st, np.array([0]), half, ScoringConfig(), topo).topology[0] == 100.0
+    assert score_parts(st, np.array([0]), half, ScoringConfig(), topo).topology[0] == NEUTRAL
 
 
 def test_filter_reasons() -> None:

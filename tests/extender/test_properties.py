@@ -9,7 +9,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from extender.arrays import ClusterState, NodeCapacity, PodRequest
-from extender.core import ScoringConfig, score_nodes, to_extender_scores
+from extender.core import ScoringConfig, decisive_scores, score_nodes
 from extender.inventory import parse_pod
 from extender.service import ExtenderService
 from extender.topology import TopologyIndex
@@ -119,5 +119,15 @@ def test_core_scores_always_0_to_100(
     cfg = ScoringConfig(*weights)
     s = score_nodes(state, rows, req, cfg, topo)
     assert s.shape == rows.shape and np.all((s >= 0) & (s <= 100))
-    ints = to_extender_scores(s)
+    ints = decisive_scores(s)
     assert ints.dtype.kind == "i" and np.all((ints >= 0) & (ints <= 10))
+    if len(s):
+        best = int(np.argmax(s))
+        assert ints[best] == 10 and (np.delete(ints, best) <= 8).all()  # the best leads by 2 at least
+        # a node 5 points or more below the best scores strictly lower than any node closer to it
+        far, near = s <= s[best] - 5, s > s[best] - 5
+        if far.any() and near.any():
+            assert ints[far].max() < ints[near].min()
+        # monotone: a higher total never gets a lower score
+        order = np.argsort(s, kind="stable")
+        assert (np.diff(ints[order][s[order] < s[best]]) >= 0).all()
