@@ -23,7 +23,7 @@ from pydantic import ValidationError
 from app.metrics import REGISTRY
 from extender.inventory import InventoryError, PodAsk, parse_pod
 from extender.service import ExtenderService
-from extender.wire import ExtenderArgs, canonical_keys, filter_result
+from extender.wire import ExtenderArgs, ExtenderBindingArgs, canonical_keys, filter_result
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +74,22 @@ def parse_args(body: bytes) -> tuple[ExtenderArgs, PodAsk]:
     except InventoryError as exc:
         raise BadRequest(str(exc)) from exc
     return args, ask
+
+
+def parse_binding(body: bytes) -> ExtenderBindingArgs:
+    """Raw body -> ExtenderBindingArgs, or BadRequest naming what is wrong."""
+    try:
+        data = pydantic_core.from_json(body) if body else None
+    except ValueError as exc:
+        raise BadRequest(f"body: not valid JSON: {exc}") from exc
+    if not isinstance(data, dict):
+        raise BadRequest("body: expected a JSON object (ExtenderBindingArgs)")
+    try:
+        return ExtenderBindingArgs.model_validate(canonical_keys(data))
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        loc = ".".join(str(p) for p in err.get("loc", ())) or "body"
+        raise BadRequest(f"{loc}: {err.get('msg', 'invalid')}") from exc
 
 
 def _json(content: Any) -> Response:
@@ -131,6 +147,29 @@ def build_router(get_service: Callable[[], ExtenderService]) -> APIRouter:
         return await _answer(
             "prioritize", request, lambda a, p: get_service().prioritize(a, p), _prioritize_error
         )
+
+    @router.post("/bind")
+    async def bind_verb(request: Request) -> Response:
+        """Binder mode (`bindVerb: bind`): ExtenderBindingArgs in, ExtenderBindingResult out."""
+        start = time.perf_counter()
+        outcome = "ok"
+        try:
+            try:
+                args = parse_binding(await request.body())
+            except BadRequest as exc:
+                outcome = "bad_request"
+                return JSONResponse({"error": str(exc)}, status_code=400)
+            try:
+                result = await get_service().bind(args)
+            except Exception as exc:  # never a 5xx: kube-scheduler reads Error and retries the pod
+                log.exception("extender bind failed")
+                result = {"Error": f"extender internal error: {exc}"}
+            if result.get("Error"):
+                outcome = "error"
+            return _json(result)
+        finally:
+            REQUESTS.labels("bind", outcome).inc()
+            DURATION.labels("bind").observe(time.perf_counter() - start)
 
     @router.get("/extender/placements")
     async def placements(pod: str | None = None) -> dict[str, Any]:

@@ -16,9 +16,9 @@ from extender.arrays import IntArray
 from extender.core import ScoringConfig, best_index, decisive_scores, filter_nodes, score_parts
 from extender.fragmentation import TypicalPodLearner
 from extender.gang import gang_reason
-from extender.inventory import PodAsk, parse_pod
+from extender.inventory import ANN_GPU_INDEX, InventoryError, PodAsk, parse_pod
 from extender.view_adapter import NodeStateAdapter
-from extender.wire import ExtenderArgs, filter_result
+from extender.wire import ExtenderArgs, ExtenderBindingArgs, filter_result
 
 log = logging.getLogger("extender.decisions")
 
@@ -204,6 +204,49 @@ class ExtenderService:
             r = row_of.get(name)
             out.append({"Host": name, "Score": scores[r] if r is not None else 0})
         return out
+
+    # -- bind (binder mode) -------------------------------------------------------------------------------
+    async def bind(self, args: ExtenderBindingArgs) -> dict[str, Any]:
+        """Binder mode: record the GPUs we chose on the pod, then create the Binding ourselves.
+
+        The annotation `gpu-autoscaler.io/gpu-index` (physical indices, comma-separated) is written before
+        the Binding, so a device plugin that pins devices reads it at Allocate time; with several replicas,
+        it is also how the others learn the exact GPUs from their watch. Any failure is the reply's `Error`
+        (kube-scheduler then retries the pod) and the pod is no longer accounted on the node."""
+        ad = self.adapter
+        view = ad.view
+        key = args.PodUID or f"{args.PodNamespace}/{args.PodName}"
+        pod = view.get("Pod", args.PodName, args.PodNamespace) if view is not None else None
+        try:
+            ask = parse_pod(pod) if pod is not None else None
+        except InventoryError:
+            ask = None
+        if ask is not None and not args.PodUID:
+            key = ask.key
+        if view is None:
+            return {"Error": "extender has no cluster view to bind through"}
+        try:
+            gpus = ad.bind_pod(key, args.Node, ask)
+        except KeyError:
+            return {"Error": f"pod {args.PodNamespace}/{args.PodName} is unknown to the extender"}
+        try:
+            if gpus:
+                value = ",".join(str(g) for g in gpus)
+                patch = {"metadata": {"annotations": {ANN_GPU_INDEX: value}}}
+                await view.patch("Pod", args.PodName, args.PodNamespace, patch)
+            await view.bind(args.PodName, args.PodNamespace, args.Node, args.PodUID or None)
+        except Exception as exc:  # the API refused: kube-scheduler retries the pod, we forget the binding
+            ad.unbind_pod(key)
+            log.warning(
+                "extender bind failed",
+                extra={"pod": f"{args.PodNamespace}/{args.PodName}", "node": args.Node, "error": str(exc)},
+            )
+            return {"Error": f"bind {args.PodNamespace}/{args.PodName} to {args.Node}: {exc}"}
+        log.info(
+            "extender bind",
+            extra={"pod": f"{args.PodNamespace}/{args.PodName}", "node": args.Node, "gpus": gpus},
+        )
+        return {"Error": ""}
 
     @staticmethod
     def _input_names(args: ExtenderArgs) -> list[str]:

@@ -339,6 +339,11 @@ class NodeStateAdapter:
             row = self.state.index.get(node)
             return self.gpu_phys(row, b.gpus) if row is not None and b.placed else []
 
+    def unbind_pod(self, key: str) -> None:
+        """Undo `bind_pod` (the Binding was refused)."""
+        with self.lock:
+            self._unbind(key)
+
     def remove_pod(self, obj: dict[str, Any]) -> None:
         key = pod_key(obj)
         with self.lock:

@@ -47,6 +47,16 @@ class ExtenderFilterResult(BaseModel):
     Error: str = ""
 
 
+class ExtenderBindingArgs(BaseModel):
+    """Body of POST /bind (binder mode, `bindVerb: bind`): kube-scheduler's final choice for the pod."""
+
+    model_config = ConfigDict(extra="ignore")
+    PodName: str = Field(min_length=1)
+    PodNamespace: str = Field(min_length=1)
+    PodUID: str = ""
+    Node: str = Field(min_length=1)
+
+
 class HostPriority(BaseModel):
     Host: str
     Score: int = Field(ge=MIN_EXTENDER_PRIORITY, le=MAX_EXTENDER_PRIORITY)
@@ -55,12 +65,13 @@ class HostPriority(BaseModel):
 #: Reply of /prioritize: a bare JSON array of HostPriority
 HostPriorityList = TypeAdapter(list[HostPriority])
 
-_CANONICAL = {k.lower(): k for k in ("Pod", "Nodes", "NodeNames")}
+_KEYS = ("Pod", "Nodes", "NodeNames", "PodName", "PodNamespace", "PodUID", "Node")
+_CANONICAL = {k.lower(): k for k in _KEYS}
 
 
 def canonical_keys(body: dict[str, Any]) -> dict[str, Any]:
     """Top-level keys in any casing -> PascalCase (as Go's case-insensitive decoder would match them)."""
-    if all(k in ("Pod", "Nodes", "NodeNames") for k in body):
+    if all(k in _KEYS for k in body):
         return body
     return {_CANONICAL.get(k.lower(), k): v for k, v in body.items()}
 
