@@ -81,6 +81,11 @@ class AssumeCache:
             self.pop(e.key)
         return gone
 
+    @property
+    def by_node(self) -> dict[str, dict[str, Assumed]]:
+        """Node name -> its entries by pod key, oldest first (read-only for callers)."""
+        return self._by_node
+
     def on_node(self, node: str) -> list[Assumed]:
         """The node's entries, oldest first."""
         return list(self._by_node.get(node, {}).values())

@@ -109,8 +109,8 @@ class ExtenderService:
                 if why is not None:
                     failed.update({names[int(r)]: why for r in passed_rows})
                     passed_rows = passed_rows[:0]
-            passed = {names[r] for r in passed_rows.tolist()}
-            if len(passed) == 1:  # kube-scheduler skips prioritize then: this is the node
+            passed_list = passed_rows.tolist()
+            if len(passed_list) == 1:  # kube-scheduler skips prioritize then: this is the node
                 only = int(passed_rows[0])
                 gpus = ad.assume_pod(ask, only)
                 self._remember(
@@ -122,20 +122,21 @@ class ExtenderService:
                 "pod": f"{ask.namespace}/{ask.name}",
                 "gpus": ask.gpu_label,
                 "candidates": len(req.names) + len(req.unknown) if not req.cache_mode else len(req.names),
-                "passed": len(passed),
+                "passed": len(passed_list),
                 "failed": failed if len(failed) <= 20 else len(failed),
                 "unresolvable": unresolvable if len(unresolvable) <= 20 else len(unresolvable),
             },
         )
-        if req.cache_mode:
+        if req.cache_mode:  # rows pass in input order
             return filter_result(
                 nodes=None,
-                node_names=[n for n in req.names if n in passed],
+                node_names=[names[r] for r in passed_list],
                 failed=failed,
                 unresolvable=unresolvable,
             )
         assert req.items is not None
-        kept = [o for o, n in zip(req.items, req.names, strict=True) if n in passed]
+        ok = set(passed_list)
+        kept = [o for o, r in zip(req.items, req.rows.tolist(), strict=True) if r in ok]
         return filter_result(nodes=kept, node_names=None, failed=failed, unresolvable=unresolvable)
 
     # -- prioritize -----------------------------------------------------------------------------------------

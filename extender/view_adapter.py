@@ -414,18 +414,21 @@ class NodeStateAdapter:
             return 0
         st = self.state
         rows = np.asarray(rows, dtype=np.int64)
-        free = (st.gpu_left[rows] == GPU_MILLI).sum(axis=1)
+        short = rows[st.full_free[rows] < req.gpu_count]
+        if not len(short):
+            return 0
+        by_node = self.assume.by_node
         released = 0
-        for row in rows[free < req.gpu_count].tolist():
-            entries = [
-                e
-                for e in self.assume.on_node(st.names[row])
-                if e.gpus and e.req.gpu_milli >= GPU_MILLI and not e.ask.mig
-            ]
-            have = int((st.gpu_left[row] == GPU_MILLI).sum())
+        for row in short.tolist():
+            name = st.names[row]
+            held = by_node.get(name)
+            if not held:
+                continue
+            entries = [e for e in held.values() if e.gpus and e.req.gpu_milli >= GPU_MILLI and not e.ask.mig]
+            have = int(st.full_free[row])
             # what kube-scheduler counts if our assumptions are right: it does not see the GPUs the agent
             # reports busy outside any pod it knows, so those do not contradict anything
-            seen_by_scheduler = have + len(self.phantoms.get(st.names[row], ()))
+            seen_by_scheduler = have + len(self.phantoms.get(name, ()))
             if not entries or seen_by_scheduler >= req.gpu_count:
                 continue
             if seen_by_scheduler + sum(len(e.gpus) for e in entries) < req.gpu_count:
