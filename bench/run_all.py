@@ -11,6 +11,8 @@ import sys
 
 BENCHES: tuple[tuple[str, ...], ...] = (
     ("bench.bench_extender",),
+    ("bench.bench_extender_floor",),
+    ("bench.bench_kube_scheduler",),
     ("bench.bench_trace_http",),
     ("bench.bench_webhook",),
     ("bench.bench_autoscaler",),
