@@ -17,7 +17,6 @@ import socket
 import subprocess
 import sys
 import sysconfig
-import time
 import zipfile
 from pathlib import Path
 
@@ -25,6 +24,7 @@ import httpx
 import pytest
 
 from app import __version__
+from tests.waiting import until_http_ok
 
 REPO = Path(__file__).resolve().parents[2]
 PACKAGES = ("app", "extender", "webhook", "certs")
@@ -146,16 +146,7 @@ def test_serve_runs_from_the_wheel(installed: Path, tmp_path: Path) -> None:
         cmd, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
-            assert time.monotonic() < deadline, "serve from the wheel did not become ready"
-            time.sleep(0.2)
+        until_http_ok(f"http://127.0.0.1:{port}/readyz", proc, timeout=60)
         assert httpx.get(f"http://127.0.0.1:{port}/leaderz").json()["leader"] is True
         assert "gpu_autoscaler_build_info" in httpx.get(f"http://127.0.0.1:{port}/metrics").text
     finally:
