@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: all venv demo serve test unit integration lint typecheck bench bench-sim prometheus certs clean image
+.PHONY: all venv demo serve test unit integration lint typecheck bench bench-sim prometheus kubectl certs clean image manifests
 
 all: test
 
@@ -27,6 +27,13 @@ serve: venv
 prometheus:
 	@scripts/install-prometheus.sh
 
+kubectl: venv
+	@scripts/install-kubectl.sh $(VENV)
+
+# Render every kustomization and validate each object against the Kubernetes (and vendored CRD) schemas.
+manifests: venv kubectl
+	$(BIN)/pytest -q tests/app/test_manifests.py
+
 lint: venv
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
@@ -34,14 +41,14 @@ lint: venv
 typecheck: venv
 	$(BIN)/mypy
 
-unit: venv
+unit: venv kubectl
 	$(BIN)/pytest -q -m "not integration"
 
 integration: venv prometheus
 	$(BIN)/pytest -q -m integration
 
 # The README's test command: lint, types, unit and integration tests.
-test: venv prometheus
+test: venv prometheus kubectl
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
@@ -56,8 +63,11 @@ bench-sim: venv
 certs: venv
 	$(BIN)/gpu-autoscaler certs --service gpu-autoscaler --namespace gpu-autoscaler --out certs/out
 
+# The image the manifests run (manifests/kustomization.yaml `images:` names gpu-autoscaler:<version>).
+VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)
+IMAGE   ?= gpu-autoscaler:$(VERSION)
 image:
-	docker build -t gpu-autoscaler:dev .
+	docker build -t $(IMAGE) .
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build *.egg-info

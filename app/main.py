@@ -16,6 +16,7 @@ from app import __version__
 from app.cluster.base import ClusterView
 from app.cluster.snapshot import SnapshotCluster
 from app.context import AppContext, Component
+from app.leader import AlwaysLeader, Leadership, LeaseElector, LeaseTiming
 from app.metrics import BUILD_INFO, CLUSTER_READY, CONTENT_TYPE_LATEST, render
 from app.settings import Settings
 
@@ -59,13 +60,32 @@ def build_cluster(settings: Settings) -> ClusterView:
     return SnapshotCluster(Path(choice))
 
 
+def build_leadership(settings: Settings, cluster: ClusterView) -> Leadership:
+    """A Lease elector when replicas share the cluster (live API) and election is on; else always leader."""
+    if not (settings.leader_election and cluster.shared):
+        return AlwaysLeader()
+    timing = LeaseTiming(
+        settings.leader_election_lease_duration,
+        settings.leader_election_renew_deadline,
+        settings.leader_election_retry_period,
+    )
+    return LeaseElector(
+        cluster,
+        name=settings.leader_election_lease,
+        namespace=settings.namespace,
+        identity=settings.leader_election_identity,
+        timing=timing,
+    )
+
+
 def create_app(
     settings: Settings,
     cluster: ClusterView | None = None,
     components: Sequence[ComponentFactory] | None = None,
 ) -> FastAPI:
     cluster = cluster or build_cluster(settings)
-    ctx = AppContext(settings=settings, cluster=cluster)
+    ctx = AppContext(settings=settings, cluster=cluster, leadership=build_leadership(settings, cluster))
+    elector = ctx.leadership if isinstance(ctx.leadership, LeaseElector) else None
     for factory in default_components() if components is None else components:
         comp = factory(settings)
         ctx.components[comp.name] = comp
@@ -76,6 +96,8 @@ def create_app(
         await cluster.start()
         CLUSTER_READY.set_function(lambda: 1.0 if cluster.ready else 0.0)  # live: kube may sync later
         started: list[Component] = []
+        if elector is not None:
+            elector.start()  # campaigns in the background; loops gated on it wait for the first win
         try:
             for comp in ctx.components.values():
                 await comp.start(ctx)
@@ -89,6 +111,8 @@ def create_app(
                     await asyncio.wait_for(comp.stop(), timeout=10)
                 except Exception:  # pragma: no cover - shutdown must go on
                     log.exception("component stop failed", extra={"component": comp.name})
+            if elector is not None:
+                await elector.stop(release=True)  # after the loops stopped: no overlap with the next leader
             await cluster.stop()
             CLUSTER_READY.set_function(lambda: 0.0)
             log.info("service stopped")
@@ -110,9 +134,20 @@ def create_app(
 
     @app.get("/readyz")
     async def readyz() -> JSONResponse:
+        """Serving: every replica answers /filter, /prioritize, /mutate once its cluster view is loaded."""
+        leader = ctx.leadership.is_leader
         if cluster.ready:
-            return JSONResponse({"status": "ready", "cluster": cluster.source})
-        return JSONResponse({"status": "not ready", "reason": "cluster view not loaded"}, status_code=503)
+            return JSONResponse({"status": "ready", "cluster": cluster.source, "leader": leader})
+        return JSONResponse(
+            {"status": "not ready", "reason": "cluster view not loaded", "leader": leader}, status_code=503
+        )
+
+    @app.get("/leaderz")
+    async def leaderz() -> JSONResponse:
+        """Leading: 200 on the replica that runs the background loops, 503 on standbys (not a readiness
+        probe: standbys serve requests too)."""
+        info = ctx.leadership.describe()
+        return JSONResponse(info, status_code=200 if info["leader"] else 503)
 
     @app.get("/metrics")
     async def metrics() -> Response:

@@ -93,6 +93,31 @@ class Settings(BaseSettings):
     # --- cost, budgets, waste events (issue 15) --------------------------------------------------------
 
     # --- high availability and binder mode (issue 16) --------------------------------------------------
+    leader_election: bool = Field(
+        True,
+        description="with a live cluster, replicas elect one leader (coordination.k8s.io Lease) to run the "
+        "background loops; off: every replica runs them (keep one replica then)",
+    )
+    leader_election_lease: str = Field("gpu-autoscaler", description="name of the Lease, in `namespace`")
+    leader_election_identity: str | None = Field(
+        None, description="this replica's holder identity (default: hostname and a random suffix)"
+    )
+    leader_election_lease_duration: float = Field(10.0, gt=0, description="seconds a Lease is valid")
+    leader_election_renew_deadline: float = Field(
+        7.0, gt=0, description="seconds the leader keeps acting without a successful renewal"
+    )
+    leader_election_retry_period: float = Field(2.0, gt=0, description="seconds between Lease polls")
+
+    @model_validator(mode="after")
+    def _leader_election_timing(self) -> Settings:
+        from app.leader import LeaseTiming
+
+        LeaseTiming(
+            self.leader_election_lease_duration,
+            self.leader_election_renew_deadline,
+            self.leader_election_retry_period,
+        )
+        return self
 
     # --- console (issue 17) ----------------------------------------------------------------------------
 

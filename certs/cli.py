@@ -8,10 +8,14 @@ import string
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from app.cli import CliError
 from certs.generate import CertBundle, write_atomic, write_certs
 
-TEMPLATE = Path(__file__).resolve().parents[1] / "manifests" / "webhook" / "mutatingwebhookconfiguration.yaml"
+#: shipped inside the package (an installed wheel has no repository around it); the same file as
+#: manifests/webhook/mutatingwebhookconfiguration.yaml (a test keeps them identical)
+TEMPLATE = Path(__file__).resolve().parent / "mutatingwebhookconfiguration.yaml"
 OUTPUT_NAME = "mutatingwebhookconfiguration.yaml"
 
 
@@ -33,10 +37,26 @@ def register(sub: Any) -> None:
 
 
 def render_webhook_config(template: Path, bundle: CertBundle, service: str, namespace: str) -> str:
-    """The template with ${SERVICE}, ${NAMESPACE} and ${CA_BUNDLE} (base64 of the CA PEM) filled in."""
-    return string.Template(template.read_text()).substitute(
-        SERVICE=service, NAMESPACE=namespace, CA_BUNDLE=base64.b64encode(bundle.ca_pem).decode()
+    """The MutatingWebhookConfiguration of `template` with every webhook's `clientConfig` pointing at
+    `service`.`namespace` and trusting the CA (`caBundle`, base64 of its PEM). A template may also use the
+    placeholders ${SERVICE}, ${NAMESPACE} and ${CA_BUNDLE}."""
+    ca_bundle = base64.b64encode(bundle.ca_pem).decode()
+    text = string.Template(template.read_text()).safe_substitute(
+        SERVICE=service, NAMESPACE=namespace, CA_BUNDLE=ca_bundle
     )
+    try:
+        config = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise CliError(f"--template {template}: not valid YAML: {str(exc).splitlines()[0]}") from exc
+    hooks = config.get("webhooks") if isinstance(config, dict) else None
+    if not isinstance(hooks, list) or not hooks or config.get("kind") != "MutatingWebhookConfiguration":
+        raise CliError(f"--template {template}: not a MutatingWebhookConfiguration with webhooks")
+    for hook in hooks:
+        client = hook.setdefault("clientConfig", {})
+        client.setdefault("service", {}).update(name=service, namespace=namespace)
+        client["caBundle"] = ca_bundle
+    header = f"# rendered by `gpu-autoscaler certs --service {service} --namespace {namespace}`\n"
+    return header + yaml.safe_dump(config, sort_keys=False, width=110)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -83,15 +83,26 @@ class AutoscalerComponent:
             )
         self.reload_config()
         ctx.cluster.add_listener(self._on_event)
+        # leader only: wva_* are read by HPA/KEDA as a sum over scraped replicas, and status is written
+        leading = lambda: ctx.leadership.is_leader  # noqa: E731
+        ctx.leadership.add_listener(self._on_leadership)
         self._loop = PeriodicLoop(
-            "autoscaler", self.settings.autoscaler_interval, self.run_cycle, on_cycle=self._observe
+            "autoscaler",
+            self.settings.autoscaler_interval,
+            self.run_cycle,
+            on_cycle=self._observe,
+            gate=leading,
         )
         self._loop.start()
         if isinstance(self.source, PrometheusSource):
             # background fetching: cycles find a fresh snapshot instead of waiting on the network
             src = self.source
             self._refresher = PeriodicLoop(
-                "autoscaler-metrics", self.settings.autoscaler_metrics_ttl, src.refresh, run_at_start=False
+                "autoscaler-metrics",
+                self.settings.autoscaler_metrics_ttl,
+                src.refresh,
+                run_at_start=False,
+                gate=leading,
             )
             self._refresher.start()
         log.info(
@@ -107,6 +118,15 @@ class AutoscalerComponent:
                 await loop.stop()
         if isinstance(self.source, PrometheusSource):
             await self.source.aclose()
+
+    def _on_leadership(self, leading: bool) -> None:
+        """A replica that stops leading drops its wva_* series (else HPA/KEDA would sum stale values);
+        one that starts leading runs a cycle at once."""
+        if not leading:
+            self.exporter.publish([])
+            self.exporter.publish_view([])
+        elif self._loop is not None:
+            self._loop.trigger()
 
     # -- config ------------------------------------------------------------------------------------
     def reload_config(self) -> CapacityConfigSet:

@@ -75,6 +75,9 @@ class ClusterView(abc.ABC):
     Thread-safe: readers get copies of the index lists (the dicts themselves are shared, treat as read-only).
     """
 
+    #: other processes see the same objects (a live API server): replicas must elect a leader to write
+    shared: bool = False
+
     def __init__(self) -> None:
         self._lock = threading.RLock()
         self._objects: dict[str, dict[tuple[str, str], Obj]] = {k: {} for k in KINDS}

@@ -353,6 +353,8 @@ class _Relist(Exception):
 class KubeCluster(ClusterView):
     """Cluster view over a live apiserver (see module docstring)."""
 
+    shared = True
+
     def __init__(
         self,
         resync_seconds: float = 300.0,

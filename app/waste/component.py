@@ -64,8 +64,21 @@ class WasteComponent:
                 log.info("waste scoring off: no prometheus_url", extra={"component": self.name})
                 return
             self.source = WasteCollector(self.settings.prometheus_url, self.settings.waste_window)
-        self._loop = PeriodicLoop("waste", self.settings.waste_interval, self.cycle)
+        # leader only: one replica's scores, not one series per replica
+        ctx.leadership.add_listener(self._on_leadership)
+        self._loop = PeriodicLoop(
+            "waste", self.settings.waste_interval, self.cycle, gate=lambda: ctx.leadership.is_leader
+        )
         self._loop.start()
+
+    def _on_leadership(self, leading: bool) -> None:
+        """A replica that stops leading drops its waste series; one that starts scores at once."""
+        if not leading:
+            for labels in self._exported:
+                WASTE_SCORE.remove(*labels)
+            self._exported = set()
+        elif self._loop is not None:
+            self._loop.trigger()
 
     async def stop(self) -> None:
         if self._loop is not None:

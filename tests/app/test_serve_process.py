@@ -9,12 +9,12 @@ import os
 import socket
 import subprocess
 import sys
-import time
 
 import httpx
 import pytest
 
 from app.logging_setup import setup_logging
+from tests.waiting import until_http_ok
 
 
 def free_port() -> int:
@@ -34,16 +34,7 @@ def test_serve_answers_health_ready_and_metrics() -> None:
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=clean_env())
     try:
         base = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if httpx.get(base + "/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
-            assert time.monotonic() < deadline, "server did not start"
-            time.sleep(0.1)
+        until_http_ok(base + "/healthz", proc)
         assert httpx.get(base + "/readyz").status_code == 200
         metrics = httpx.get(base + "/metrics")
         assert "gpu_autoscaler_build_info" in metrics.text

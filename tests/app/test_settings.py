@@ -59,6 +59,8 @@ def test_every_setting_reads_its_env_variable(name: str, monkeypatch: pytest.Mon
         value = "0.5"
     elif name == "mig_headroom":
         value = "0.3"
+    elif name in {"leader_election_renew_deadline", "leader_election_retry_period"}:
+        value = "2.5"  # must stay below the lease duration (renew) and the renew deadline / 1.2 (retry)
     monkeypatch.setenv(ENV_PREFIX + name.upper(), value)
     got = getattr(load_settings(), name)
     assert str(got) == value or float(got) == float(value)
