@@ -215,16 +215,16 @@ class ExtenderService:
         it is also how the others learn the exact GPUs from their watch. Any failure is the reply's `Error`
         (kube-scheduler then retries the pod) and the pod is no longer accounted on the node."""
         ad = self.adapter
-        view = ad.view
+        cluster = ad.view
         key = args.PodUID or f"{args.PodNamespace}/{args.PodName}"
-        pod = view.get("Pod", args.PodName, args.PodNamespace) if view is not None else None
+        pod = cluster.get("Pod", args.PodName, args.PodNamespace) if cluster is not None else None
         try:
             ask = parse_pod(pod) if pod is not None else None
         except InventoryError:
             ask = None
         if ask is not None and not args.PodUID:
             key = ask.key
-        if view is None:
+        if cluster is None:
             return {"Error": "extender has no cluster view to bind through"}
         try:
             gpus = ad.bind_pod(key, args.Node, ask)
@@ -234,8 +234,8 @@ class ExtenderService:
             if gpus:
                 value = ",".join(str(g) for g in gpus)
                 patch = {"metadata": {"annotations": {ANN_GPU_INDEX: value}}}
-                await view.patch("Pod", args.PodName, args.PodNamespace, patch)
-            await view.bind(args.PodName, args.PodNamespace, args.Node, args.PodUID or None)
+                await cluster.patch("Pod", args.PodName, args.PodNamespace, patch)
+            await cluster.bind(args.PodName, args.PodNamespace, args.Node, args.PodUID or None)
         except Exception as exc:  # the API refused: kube-scheduler retries the pod, we forget the binding
             ad.unbind_pod(key)
             log.warning(

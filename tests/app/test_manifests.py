@@ -303,10 +303,7 @@ _WRITE = re.compile(r"\.(patch|create|replace|read|scale)\(\s*\"(" + "|".join(RE
 _POD_SUB = re.compile(r"cluster\.(evict|bind)\(")
 _VERB = {"patch": "patch", "create": "create", "replace": "update", "read": "get", "scale": "patch"}
 #: grants for code that lands separately: remove an entry once a call site shows up in the code
-PENDING = {
-    ("", "pods", "patch"): "binder mode records gpu-autoscaler.io/gpu-index on the pod (issue 16, item 2)",
-    ("", "pods/binding", "create"): "binder mode creates the Binding (issue 16, item 2)",
-}
+PENDING: dict[tuple[str, str, str], str] = {}
 
 Need = tuple[str, frozenset[str], str]  # (api group, acceptable resources, verb)
 
