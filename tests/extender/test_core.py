@@ -10,6 +10,7 @@ import pytest
 from extender.arrays import ClusterState, NodeCapacity, PodRequest
 from extender.core import (
     ScoringConfig,
+    best_index,
     choose_gpus,
     decisive_scores,
     filter_nodes,
@@ -211,3 +212,12 @@ def test_config_validation() -> None:
         ScoringConfig(resource_policy="tetris")
     with pytest.raises(ValueError):
         ScoringConfig(0, 0, 0)
+
+
+def test_best_index_breaks_ties_toward_the_fullest_node() -> None:
+    st = ClusterState.from_nodes([NodeCapacity(f"n{i}", 64000, 512000, 8, "m") for i in range(3)])
+    st.place(2, TWO, [0, 1])
+    rows = np.arange(3)
+    assert best_index(st, rows, np.array([70.0, 70.0, 70.0])) == 2  # equal totals: the busiest node
+    assert best_index(st, rows, np.array([70.0, 70.5, 70.0])) == 1  # a higher total wins outright
+    assert best_index(st, rows[:2], np.array([70.0, 70.0])) == 0  # equally full: input order
