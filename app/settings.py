@@ -150,6 +150,14 @@ class Settings(BaseSettings):
             raise ValueError(f"file not found: {value}")
         return value
 
+    @field_validator("spot_labels")
+    @classmethod
+    def _key_value_list(cls, value: str) -> str:
+        for item in (p.strip() for p in value.split(",")):
+            if item and ("=" not in item or not item.split("=", 1)[0].strip()):
+                raise ValueError(f"{item!r} is not key=value")
+        return value
+
     @model_validator(mode="after")
     def _tls_pair(self) -> Settings:
         if (self.tls_cert is None) != (self.tls_key is None):

@@ -55,7 +55,7 @@ def test_deployment_args_are_valid_flags() -> None:
 
 
 def base_rules() -> list[dict[str, Any]]:
-    """The rules of every ClusterRole in base/rbac*.yaml (one file per component, all bound to one account)."""
+    """The rules of every ClusterRole in base/rbac*.yaml (one file per component, one service account)."""
     files = sorted(p.name for p in (ROOT / "base").glob("rbac*.yaml"))
     return [r for f in files for d in docs(f"base/{f}") if d["kind"] == "ClusterRole" for r in d["rules"]]
 
