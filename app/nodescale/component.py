@@ -333,10 +333,12 @@ class NodeScaleComponent:
                 extra={"group": s.group, "planned_from": s.from_, "now": current},
             )
             return
-        machines = [m for m in s.machines if not s.nodes]  # stuck machines: nothing to drain
-        for node, machine in zip(s.nodes, s.machines, strict=True):
-            if await self._drain(drains[node], now):
-                machines.append(machine)
+        if s.nodes:  # drain each node first; only the machines of drained nodes go
+            machines = [
+                m for n, m in zip(s.nodes, s.machines, strict=True) if await self._drain(drains[n], now)
+            ]
+        else:  # machines that never became nodes: nothing to drain
+            machines = list(s.machines)
         if not machines:
             return
         for m in machines:
