@@ -57,15 +57,7 @@ async def _read(args: argparse.Namespace) -> Plan:
     check_cluster(cluster)
     await cluster.start()
     try:
-        inputs = Inputs(
-            nodes=cluster.list("Node"),
-            pods=cluster.list("Pod"),
-            machine_deployments=cluster.list("MachineDeployment"),
-            machines=cluster.list("Machine"),
-            pdbs=cluster.list("PodDisruptionBudget"),
-            now=now,
-            prices=prices,
-        )
+        inputs = Inputs.read(cluster.list, now=now, prices=prices)
     finally:
         await cluster.stop()
     return plan(inputs, params)

@@ -140,12 +140,8 @@ class NodeScaleComponent:
         if self.last_scale_up is not None and now - self.last_scale_up < delay:
             left = delay - (now - self.last_scale_up)
             hold = f"scale-down waits {duration(delay)} after a scale-up ({duration(left)} left)"
-        return Inputs(
-            nodes=c.list("Node"),
-            pods=c.list("Pod"),
-            machine_deployments=c.list("MachineDeployment"),
-            machines=c.list("Machine"),
-            pdbs=c.list("PodDisruptionBudget"),
+        return Inputs.read(
+            c.list,
             now=now,
             prices=self.prices,
             last_busy=dict(self.last_busy),
@@ -287,12 +283,20 @@ class NodeScaleComponent:
                     obj, "ScaleUpFailed" if s.direction == "up" else "ScaleDownFailed", str(exc), True
                 )
 
-    def _replicas_now(self, group: str) -> tuple[Obj | None, int | None]:
+    def _unchanged(self, s: ScaleEntry) -> Obj | None:
+        """The MachineDeployment, if its spec.replicas is still what the plan was made from (else None:
+        someone else scaled it; the next cycle plans again)."""
         assert self._ctx is not None
-        ns, name = _split(group)
+        ns, name = _split(s.group)
         md = self._ctx.cluster.get("MachineDeployment", name, ns)
-        replicas = (md.get("spec") or {}).get("replicas") if md else None
-        return md, replicas if isinstance(replicas, int) else None
+        current = (md.get("spec") or {}).get("replicas") if md else None
+        if md is None or current != s.from_:
+            log.info(
+                "node scale skipped: replicas changed since the plan",
+                extra={"group": s.group, "direction": s.direction, "planned_from": s.from_, "now": current},
+            )
+            return None
+        return md
 
     def _act(self, what: str, **facts: Any) -> None:
         entry = {"at": _iso(self.clock()), "action": what, **facts}
@@ -302,12 +306,8 @@ class NodeScaleComponent:
     async def _scale_up(self, s: ScaleEntry, now: float) -> None:
         assert self._ctx is not None
         c = self._ctx.cluster
-        md, current = self._replicas_now(s.group)
-        if current != s.from_:
-            log.info(
-                "node scale-up skipped: replicas changed",
-                extra={"group": s.group, "planned_from": s.from_, "now": current},
-            )
+        md = self._unchanged(s)
+        if md is None:
             return
         ns, name = _split(s.group)
         await c.scale("MachineDeployment", name, ns, s.to)
@@ -326,12 +326,8 @@ class NodeScaleComponent:
     async def _scale_down(self, s: ScaleEntry, drains: dict[str, DrainEntry], now: float) -> None:
         assert self._ctx is not None
         c = self._ctx.cluster
-        md, current = self._replicas_now(s.group)
-        if current != s.from_:
-            log.info(
-                "node scale-down skipped: replicas changed",
-                extra={"group": s.group, "planned_from": s.from_, "now": current},
-            )
+        md = self._unchanged(s)
+        if md is None:
             return
         if s.nodes:  # drain each node first; only the machines of drained nodes go
             machines = [

@@ -21,11 +21,11 @@ import copy
 import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
 
 from app.cost.prices import PriceTable
 from app.nodescale.predicates import node_ready
+from app.ops.inventory import _time as api_time
 from extender.inventory import ANN_TOPOLOGY, InventoryError, parse_node, parse_quantity
 
 Obj = Mapping[str, Any]
@@ -56,13 +56,8 @@ DEFAULT_MAX_PODS = "110"
 
 def parse_time(value: Any) -> float | None:
     """RFC 3339 (API timestamps) -> epoch seconds; None when absent or unreadable."""
-    if not isinstance(value, str) or not value:
-        return None
-    try:
-        t = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return (t if t.tzinfo else t.replace(tzinfo=UTC)).timestamp()
+    t = api_time(value)
+    return t.timestamp() if t is not None else None
 
 
 def _key(obj: Obj) -> str:

@@ -16,7 +16,7 @@ or its GPU allocation is under `scale_down_utilization` — and, in both cases, 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -92,6 +92,13 @@ class Inputs:
     hold_scale_down: str = ""
     #: node -> why it stays for now (e.g. an eviction was refused a minute ago)
     hold_nodes: Mapping[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def read(cls, list_kind: Callable[[str], Sequence[Obj]], **kw: Any) -> Inputs:
+        """The objects from a lister (a cluster view's `list`); the rest as keywords."""
+        kinds = ("Node", "Pod", "MachineDeployment", "Machine", "PodDisruptionBudget")
+        nodes, pods, mds, machines, pdbs = (list_kind(k) for k in kinds)
+        return cls(nodes, pods, mds, machines, pdbs, **kw)
 
 
 # -- the plan ---------------------------------------------------------------------------------------------
