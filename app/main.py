@@ -41,6 +41,9 @@ def default_components() -> list[ComponentFactory]:
     from app.waste.component import WasteComponent
 
     factories.append(WasteComponent)
+    from app.nodescale.component import NodeScaleComponent
+
+    factories.append(NodeScaleComponent)
     return factories
 
 

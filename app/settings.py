@@ -89,6 +89,58 @@ class Settings(BaseSettings):
     # --- MIG layout and GPU-sharing controllers (issue 13) ---------------------------------------------
 
     # --- node autoscaling through Cluster API (issue 14) -----------------------------------------------
+    node_autoscaling: Literal["off", "dry-run", "apply"] = Field(
+        "dry-run", description="off | dry-run (plan, log, Events; change nothing) | apply (scale node groups)"
+    )
+    node_autoscaling_interval: float = Field(30.0, gt=0, description="seconds between node-scaling cycles")
+    node_group_selector: str = Field(
+        "",
+        description="MachineDeployment labels a group needs to be ours: 'k=v,k2,!k3' (empty: every group "
+        "with the Cluster API autoscaler min/max annotations)",
+    )
+    scale_up_pending: float = Field(
+        120.0, ge=0, description="seconds a GPU pod stays Pending before it scales up"
+    )
+    scale_up_pending_priority: float = Field(
+        30.0, ge=0, description="seconds for pods at or above scale_up_high_priority (higher classes sooner)"
+    )
+    scale_up_high_priority: int = Field(
+        1000, description="spec.priority from which scale_up_pending_priority applies"
+    )
+    scale_up_priority_cutoff: int = Field(
+        -10, description="pods below this priority never scale up (Cluster Autoscaler's expendable cutoff)"
+    )
+    scale_down_idle: float = Field(
+        600.0, ge=0, description="seconds a GPU node's GPUs stay unallocated before it goes"
+    )
+    scale_down_utilization: float = Field(
+        0.20,
+        ge=0,
+        le=1,
+        description="GPU allocation share under which a node goes when its pods fit elsewhere",
+    )
+    scale_down_delay_after_add: float = Field(
+        600.0, ge=0, description="no scale-down this long after a scale-up"
+    )
+    scale_down_max_nodes: int = Field(1, ge=1, description="nodes drained per cycle at most")
+    scale_down_skip_system_pods: bool = Field(
+        True,
+        description="kube-system pods without a PodDisruptionBudget hold their node (as Cluster Autoscaler)",
+    )
+    spot_max_share: float = Field(
+        0.5,
+        ge=0,
+        le=1,
+        description="spot GPUs may make up at most this share of the cluster's GPUs after a scale-up",
+    )
+    spot_labels: str = Field(
+        "node.kubernetes.io/lifecycle=spot,karpenter.sh/capacity-type=spot,eks.amazonaws.com/capacityType=SPOT,"
+        "cloud.google.com/gke-spot=true,kubernetes.azure.com/scalesetpriority=spot",
+        description="node labels (k=v, comma-separated) that mark a node group as spot",
+    )
+    node_provision_timeout: float = Field(
+        900.0, gt=0, description="seconds a Machine may take to become a Node before its group backs off"
+    )
 
     # --- cost, budgets, waste events (issue 15) --------------------------------------------------------
 
@@ -126,6 +178,14 @@ class Settings(BaseSettings):
     def _file_exists(cls, value: Path | None) -> Path | None:
         if value is not None and not value.is_file():
             raise ValueError(f"file not found: {value}")
+        return value
+
+    @field_validator("spot_labels")
+    @classmethod
+    def _key_value_list(cls, value: str) -> str:
+        for item in (p.strip() for p in value.split(",")):
+            if item and ("=" not in item or not item.split("=", 1)[0].strip()):
+                raise ValueError(f"{item!r} is not key=value")
         return value
 
     @model_validator(mode="after")

@@ -68,7 +68,18 @@ REGISTRY: dict[str, KindInfo] = {
 }  # fmt: skip
 
 #: Kinds the cluster view lists and watches (the others are only written or read on demand).
-WATCHED: tuple[str, ...] = ("Node", "Pod", "Namespace", "ConfigMap", "Deployment", "VariantAutoscaling")
+WATCHED: tuple[str, ...] = (
+    "Node",
+    "Pod",
+    "Namespace",
+    "ConfigMap",
+    "Deployment",
+    "VariantAutoscaling",
+    # node autoscaling through Cluster API (issue 14): node groups, their machines, disruption budgets
+    "MachineDeployment",
+    "Machine",
+    "PodDisruptionBudget",
+)
 
 
 def kind_info(kind: str) -> KindInfo:

@@ -547,6 +547,8 @@ class KubeCluster(ClusterView):
         stream = self._api.watch(kind, rv, timeout)
         with self._streams_lock:
             self._streams.add(stream)
+            if self._stop.is_set():  # stop() ran between our loop check and here: it did not see this stream
+                stream.close()
         try:
             for event in stream:
                 if self._stop.is_set():

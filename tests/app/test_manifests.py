@@ -300,7 +300,7 @@ def test_deployment_args_are_valid_flags() -> None:
 # RBAC: grant what the code calls, per service account
 # --------------------------------------------------------------------------------------------------
 _WRITE = re.compile(r"\.(patch|create|replace|read|scale)\(\s*\"(" + "|".join(REGISTRY) + r")\"")
-_POD_SUB = re.compile(r"cluster\.(evict|bind)\(")
+_POD_SUB = re.compile(r"\.(evict|bind)\((?!\()")  # not socket.bind((host, port))
 _VERB = {"patch": "patch", "create": "create", "replace": "update", "read": "get", "scale": "patch"}
 #: grants for code that lands separately: remove an entry once a call site shows up in the code
 PENDING: dict[tuple[str, str, str], str] = {}
@@ -409,14 +409,14 @@ def test_the_rbac_check_can_fail() -> None:
     objs = rendered(".")
     rules = grants(objs, *SERVICE_ACCOUNT)
     assert not allowed(rules, "apps", frozenset({"deployments/scale"}), "patch")
-    assert not allowed(rules, "", frozenset({"nodes"}), "patch")  # the agent patches Nodes, not the server
-    text = 'await ctx.cluster.scale("Deployment", n, ns, 3)\nawait self.cluster.evict(p, ns)\n'
+    assert not allowed(rules, "", frozenset({"nodes"}), "delete")  # nothing of ours deletes Nodes
+    text = 'await ctx.cluster.patch("Namespace", n, "", p)\nawait c.evict(p, ns)\nsock.bind((host, 0))\n'
     needs = needs_in(text, "sample")
     assert set(needs) == {
-        ("apps", frozenset({"deployments/scale"}), "patch"),
+        ("", frozenset({"namespaces"}), "patch"),
         ("", frozenset({"pods/eviction"}), "create"),
     }
-    assert not any(allowed(rules, *need) for need in needs)
+    assert not allowed(rules, "", frozenset({"namespaces"}), "patch")
 
 
 def test_agent_rbac_grants_what_the_agent_calls() -> None:

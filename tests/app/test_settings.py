@@ -55,6 +55,10 @@ def test_every_setting_reads_its_env_variable(name: str, monkeypatch: pytest.Mon
         value = "ERROR"
     elif name == "resource_policy":
         value = "spread"
+    elif name == "node_autoscaling":
+        value = "apply"
+    elif name == "spot_labels":
+        value = "capacity=spot"
     elif name in {"mig_underuse_threshold"}:
         value = "0.5"
     elif name == "mig_headroom":

@@ -22,6 +22,7 @@ MODELS = {
     "Deployment": "V1Deployment",
     "Namespace": "V1Namespace",
     "ConfigMap": "V1ConfigMap",
+    "PodDisruptionBudget": "V1PodDisruptionBudget",
 }
 TS = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(Z|\+00:00)$")
 
@@ -51,6 +52,9 @@ def test_demo_has_the_expected_objects() -> None:
         "Deployment": 4,
         "VariantAutoscaling": 4,
         "ConfigMap": 1,
+        "MachineDeployment": 5,
+        "Machine": 7,
+        "PodDisruptionBudget": 2,
     }
     assert set(by_kind("Node")) == {
         "dgx-h100-0", "dgx-h100-1", "hgx-a100-0", "hgx-a100-1", "l40s-0", "l40s-1", "a100-mig-0",
