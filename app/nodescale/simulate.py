@@ -21,7 +21,7 @@ import numpy as np
 
 from app.nodescale.predicates import pod_fits_node, takes_new_pods
 from extender.arrays import GPU_MILLI, PodRequest
-from extender.core import ScoringConfig, choose_gpus, filter_nodes, score_parts
+from extender.core import ScoringConfig, best_index, choose_gpus, filter_nodes, score_parts
 from extender.fragmentation import TypicalPodLearner
 from extender.inventory import InventoryError, PodAsk
 from extender.view_adapter import NodeStateAdapter
@@ -136,7 +136,7 @@ class Sim:
         if not len(passed):
             return Fit(None, reasons)
         parts = score_parts(st, passed, ask, self.config, self.adapter.topo, self.frag)
-        best = int(passed[int(np.argmax(parts.total))])  # first of the best, as the extender answers
+        best = int(passed[best_index(st, passed, parts.total)])  # the node the extender would pick
         return Fit(st.names[best], {})
 
     # -- placing ---------------------------------------------------------------------------------------
