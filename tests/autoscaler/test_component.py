@@ -345,3 +345,52 @@ async def test_env_switch_and_older_capacity_keys(monkeypatch: pytest.MonkeyPatc
             8,
         )
         assert any("'default'" in w and "deprecated" in w for w in comp.describe()["config"]["warnings"])
+
+
+class CountingSource(StaticSource):
+    """Records the zero rules' queries: their number must not grow with the number of models."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls: list[str] = []
+
+    async def request_counts(self, window: str) -> dict[tuple[str, str], float]:
+        self.calls.append(f"count[{window}]")
+        return await super().request_counts(window)
+
+    async def queue_sizes(self) -> dict[str, float]:
+        self.calls.append("queue")
+        return await super().queue_sizes()
+
+
+@pytest.mark.parametrize(
+    ("zero_config", "llama_at_zero", "calls"),
+    [
+        ({}, False, []),  # scale-to-zero off everywhere, nothing at zero: no extra query
+        ({"default": "enable_scale_to_zero: true"}, False, ["count[600s]"]),  # one per retention, not model
+        (
+            {"default": "enable_scale_to_zero: true", "l": f"model_id: {LLAMA}\nretention_period: 1h"},
+            False,
+            ["count[600s]", "count[3600s]"],
+        ),
+        ({}, True, ["queue"]),  # a model at zero: the gateway queue
+        ({"default": "enable_scale_to_zero: true"}, True, ["count[600s]", "queue"]),  # qwen still runs
+    ],
+)
+async def test_zero_queries_per_cycle(
+    zero_config: dict[str, str], llama_at_zero: bool, calls: list[str]
+) -> None:
+    cluster = SnapshotCluster()
+    comp = AutoscalerComponent(_settings())
+    source = CountingSource()
+    comp.source = source
+    app = create_app(_settings(), cluster=cluster, components=[lambda s: comp])
+    async with app.router.lifespan_context(app):
+        if zero_config:
+            _zero_config(cluster, zero_config)
+        if llama_at_zero:
+            _allow_zero(cluster)
+            _to_zero(cluster)
+        source.calls.clear()
+        await comp.run_cycle()
+        assert source.calls == calls
