@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
 from typing import Any
 
+import jsonschema
 import pytest
+import yaml
 
 from app.autoscaler.saturation import Action, Decision, Reason, Replica, ReplicaMetrics, Variant
 from app.autoscaler.status import metrics_condition, rfc3339, status_patch, unresolved_status, variant_status
@@ -100,4 +104,65 @@ def test_unresolved_status() -> None:
     assert cond == {
         "TargetResolved": ("False", "TargetNotFound"),
         "OptimizationReady": ("False", "InvalidConfiguration"),
+    }
+
+
+CRD = Path(__file__).resolve().parents[2] / "manifests" / "crd" / "variantautoscaling.yaml"
+
+
+def _crd_version() -> dict[str, Any]:
+    crd = yaml.safe_load(CRD.read_text())
+    version: dict[str, Any] = crd["spec"]["versions"][0]
+    return version
+
+
+def _jsonpath(obj: dict[str, Any], path: str) -> Any:
+    """The two JSONPath forms the printer columns use: `.a.b` and `.a.conditions[?(@.type=="X")].b`."""
+    value: Any = obj
+    for part in re.findall(r'\.((?:\\\.|[^.\[])+)(\[\?\(@\.type=="(\w+)"\)\])?', path):
+        key, _, ctype = part
+        value = (value or {}).get(key.replace("\\.", "."))
+        if ctype:
+            value = next((c for c in value or [] if c.get("type") == ctype), None)
+    return value
+
+
+@pytest.mark.parametrize(
+    "status",
+    [
+        variant_status(decision(), T0, 90, None),
+        variant_status(decision(0, Reason.SCALED_TO_ZERO, Action.SCALE_DOWN), T0, 90, None),
+        unresolved_status("Deployment inf/x not found", T0),
+    ],
+)
+def test_written_status_fits_the_crd(status: dict[str, Any]) -> None:
+    patch = status_patch(None, status, T0, 300)
+    assert patch is not None
+    schema = _crd_version()["schema"]["openAPIV3Schema"]["properties"]["status"]
+    jsonschema.validate(patch["status"], schema)
+    assert "conditions" in schema["properties"] and "currentAlloc" in schema["properties"]
+
+
+def test_printer_columns_show_what_the_autoscaler_writes() -> None:
+    patch = status_patch(None, variant_status(decision(), T0, 90, None), T0, 300)
+    assert patch is not None
+    va = {
+        "metadata": {
+            "labels": {"inference.optimization/acceleratorName": "L40S"},
+            "creationTimestamp": "2025-06-02T07:41:19Z",
+        },
+        "spec": {"modelID": "llama", "variantCost": "15.0", "scaleTargetRef": {"name": "llama-l40s-deploy"}},
+        **patch,
+    }
+    columns = {c["name"]: _jsonpath(va, c["jsonPath"]) for c in _crd_version()["additionalPrinterColumns"]}
+    assert columns == {
+        "Model": "llama",
+        "Accelerator": "L40S",
+        "Current": 2,
+        "Desired": 3,
+        "Reason": "ScaleUp",
+        "Target": "llama-l40s-deploy",
+        "Cost": "15.0",
+        "Metrics": "MetricsFound",
+        "Age": "2025-06-02T07:41:19Z",
     }
