@@ -18,7 +18,7 @@ import math
 import os
 import sys
 import time
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -111,6 +111,7 @@ class AutoscalerComponent:
         self.wake: dict[str, Any] = {"polls": 0, "queries": 0, "queued": {}, "woken": 0, "error": None}
         self.status_writes: dict[str, Any] = {"patched": 0, "failed": 0, "last_error": None}
         self._woken_at: dict[tuple[str, str], float] = {}
+        self._zero_models: tuple[int, dict[tuple[str, str], list[Variant]]] | None = None
         self._status_warned_at = -math.inf
         self._ctx: AppContext | None = None
         self._loop: PeriodicLoop | None = None
@@ -335,8 +336,7 @@ class AutoscalerComponent:
         desired becomes 1 now (exported at once; scaled 0 -> 1 directly with wake_direct)."""
         assert self._ctx is not None and self.source is not None
         now = self.clock()
-        infos = build_variants(self._ctx.cluster, MetricsSnapshot(), now, with_pods=False)
-        groups = models_at_zero(i.variant for i in infos)
+        groups = self._models_at_zero(now)
         self.wake["polls"] += 1
         if not groups:
             self.wake["queued"] = {}
@@ -379,6 +379,18 @@ class AutoscalerComponent:
             await self._write_status(changed, now, None)
         return changed
 
+    def _models_at_zero(self, now: float) -> dict[tuple[str, str], list[Variant]]:
+        """Models whose variants are all at 0, recomputed only when the cluster view changed since the
+        last poll (a poll every 2 s must cost nothing while nothing changes)."""
+        assert self._ctx is not None
+        generation = self._ctx.cluster.generation
+        if self._zero_models is not None and self._zero_models[0] == generation:
+            return self._zero_models[1]
+        infos = build_variants(self._ctx.cluster, MetricsSnapshot(), now, with_pods=False)
+        groups = models_at_zero(i.variant for i in infos)
+        self._zero_models = (generation, groups)
+        return groups
+
     async def _scale_from_zero(self, d: Decision, now: float) -> None:
         """Patch the Deployment's /scale 0 -> 1 (as WVA's scale-from-zero engine), once per WAKE_MEMO_S."""
         assert self._ctx is not None
@@ -413,9 +425,18 @@ class AutoscalerComponent:
 
     def run_cycle_threadsafe(self, timeout_s: float = 30.0) -> list[Decision]:
         """Run one cycle on the server's event loop from another thread (the demo drives cycles so)."""
+        return self._threadsafe(self.run_cycle, timeout_s)
+
+    def wake_cycle_threadsafe(self, timeout_s: float = 30.0) -> list[Decision]:
+        """One scale-from-zero poll on the server's event loop, from another thread (the demo)."""
+        return self._threadsafe(self.wake_cycle, timeout_s)
+
+    def _threadsafe(
+        self, fn: Callable[[], Coroutine[Any, Any, list[Decision]]], timeout_s: float
+    ) -> list[Decision]:
         if self._event_loop is None:
             raise RuntimeError("autoscaler not started")
-        return asyncio.run_coroutine_threadsafe(self.run_cycle(), self._event_loop).result(timeout_s)
+        return asyncio.run_coroutine_threadsafe(fn(), self._event_loop).result(timeout_s)
 
     def _stabilize(self, d: Decision, now: float) -> Decision:
         if d.action is Action.HOLD or d.code in UNSTABILISED:
