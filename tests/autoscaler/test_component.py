@@ -4,13 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import copy
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
 
 import httpx
 import pytest
+from fastapi import FastAPI
 
-from app.autoscaler.collector import MetricsSnapshot, StaticSource
+from app.autoscaler.collector import MetricsSnapshot, MetricsSource, StaticSource
 from app.autoscaler.component import AutoscalerComponent
 from app.autoscaler.inventory import PodIndex, build_variants, parse_cost
+from app.cluster.base import ClusterView
 from app.cluster.snapshot import SnapshotCluster
 from app.main import create_app
 from app.settings import Settings
@@ -52,19 +57,38 @@ async def test_inventory_on_demo_cluster() -> None:
     assert all(r.metrics is None for r in v.replicas)
 
 
-def _settings() -> Settings:
-    return Settings(
-        cluster="demo", autoscaler_interval=3600, autoscaler_wake_interval=60, scale_down_stabilization=0
-    )
+def _settings(**kw: Any) -> Settings:
+    base: dict[str, Any] = {
+        "cluster": "demo",
+        "autoscaler_interval": 3600,
+        "autoscaler_wake_interval": 60,
+        "scale_down_stabilization": 0,
+    }
+    return Settings(**(base | kw))
+
+
+@asynccontextmanager
+async def running(
+    source: MetricsSource | None = None,
+    settings: Settings | None = None,
+    cluster: ClusterView | None = None,
+    leadership: Any = None,
+) -> AsyncIterator[tuple[Any, AutoscalerComponent, FastAPI]]:
+    """The component inside the real app on the demo cluster (or `cluster`), its first cycle run."""
+    settings = settings or _settings()
+    view = cluster or SnapshotCluster()
+    comp = AutoscalerComponent(settings)
+    comp.source = source
+    app = create_app(settings, cluster=view, components=[lambda s: comp])
+    if leadership is not None:
+        app.state.ctx.leadership = leadership
+    async with app.router.lifespan_context(app):
+        yield view, comp, app
 
 
 async def test_component_cycle_metrics_and_reload() -> None:
-    cluster = SnapshotCluster()
-    comp = AutoscalerComponent(_settings())
     source = StaticSource()
-    comp.source = source
-    app = create_app(_settings(), cluster=cluster, components=[lambda s: comp])
-    async with app.router.lifespan_context(app):
+    async with running(source) as (cluster, comp, app):
         for pod in cluster.list("Pod", "inference"):
             source.set("inference", pod["metadata"]["name"], kv=0.72, queue=1)
         decisions = {d.variant.name: d for d in await comp.run_cycle()}
@@ -98,22 +122,14 @@ async def test_component_cycle_metrics_and_reload() -> None:
 
 
 async def test_no_prometheus_means_hold() -> None:
-    cluster = SnapshotCluster()
-    comp = AutoscalerComponent(_settings())
-    app = create_app(_settings(), cluster=cluster, components=[lambda s: comp])
-    async with app.router.lifespan_context(app):
+    async with running() as (_, comp, _app):
         out = await comp.run_cycle()
         assert out and all(d.action.value == "hold" and d.desired == d.variant.current for d in out)
 
 
 async def test_status_patch() -> None:
-    cluster = SnapshotCluster()
-    comp = AutoscalerComponent(_settings())
-    comp.write_status = True
     source = StaticSource()
-    comp.source = source
-    app = create_app(_settings(), cluster=cluster, components=[lambda s: comp])
-    async with app.router.lifespan_context(app):
+    async with running(source, _settings(autoscaler_write_status=True)) as (cluster, comp, _):
         for pod in cluster.list("Pod", "inference"):
             source.set("inference", pod["metadata"]["name"], kv=0.9, queue=6)
         await comp.run_cycle()
@@ -167,16 +183,11 @@ class NotLeader:
 
 
 async def test_scale_to_zero_and_back_in_the_app() -> None:
-    cluster = SnapshotCluster()
-    settings = Settings(
-        cluster="demo", autoscaler_interval=3600, autoscaler_wake_interval=60, autoscaler_wake_direct=True
-    )
-    comp = AutoscalerComponent(settings)
     source = StaticSource()
-    comp.source = source
-    comp.write_status = True
-    app = create_app(settings, cluster=cluster, components=[lambda s: comp])
-    async with app.router.lifespan_context(app):
+    settings = _settings(
+        autoscaler_wake_direct=True, autoscaler_write_status=True, scale_down_stabilization=300
+    )
+    async with running(source, settings) as (cluster, comp, app):
         _allow_zero(cluster)
         for pod in cluster.list("Pod", "inference"):
             source.set("inference", pod["metadata"]["name"], kv=0.5, queue=0)
@@ -248,13 +259,8 @@ async def test_scale_to_zero_and_back_in_the_app() -> None:
 
 
 async def test_wake_without_direct_scaling_only_exports() -> None:
-    cluster = SnapshotCluster()
-    settings = Settings(cluster="demo", autoscaler_interval=3600, autoscaler_wake_interval=60)
-    comp = AutoscalerComponent(settings)
     source = StaticSource()
-    comp.source = source
-    app = create_app(settings, cluster=cluster, components=[lambda s: comp])
-    async with app.router.lifespan_context(app):
+    async with running(source, _settings(scale_down_stabilization=300)) as (cluster, comp, _):
         _allow_zero(cluster)
         _to_zero(cluster)
         source.queued = {LLAMA: 1.0}
@@ -272,14 +278,9 @@ async def test_wake_without_direct_scaling_only_exports() -> None:
 
 
 async def test_status_written_only_by_the_leader_and_unresolved_targets() -> None:
-    cluster = SnapshotCluster()
-    comp = AutoscalerComponent(_settings())
-    comp.write_status = True
-    comp.source = StaticSource()
-    app = create_app(_settings(), cluster=cluster, components=[lambda s: comp])
-    ctx = app.state.ctx
-    ctx.leadership = NotLeader()
-    async with app.router.lifespan_context(app):
+    settings = _settings(autoscaler_write_status=True)
+    async with running(StaticSource(), settings, leadership=NotLeader()) as (cluster, comp, app):
+        ctx = app.state.ctx
         va = copy.deepcopy(cluster.get("VariantAutoscaling", "qwen-32b-h100", "inference"))
         assert va is not None
         va["spec"]["scaleTargetRef"]["name"] = "gone"
@@ -311,12 +312,7 @@ async def test_status_is_on_by_default_only_against_a_live_cluster() -> None:
 
     assert Settings().autoscaler_write_status is None
     for cluster, expected in ((SnapshotCluster(), False), (KubeCluster(api=FakeApi()), True)):
-        comp = AutoscalerComponent(
-            Settings(cluster="demo", autoscaler_interval=3600, autoscaler_wake_interval=60)
-        )
-        comp.source = StaticSource()
-        app = create_app(_settings(), cluster=cluster, components=[lambda s, c=comp: c])  # type: ignore[misc]
-        async with app.router.lifespan_context(app):
+        async with running(StaticSource(), cluster=cluster) as (_, comp, _app):
             assert comp.write_status is expected
             await comp.run_cycle()
             if expected:
@@ -328,11 +324,7 @@ async def test_status_is_on_by_default_only_against_a_live_cluster() -> None:
 
 async def test_env_switch_and_older_capacity_keys(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("WVA_SCALE_TO_ZERO", "true")
-    cluster = SnapshotCluster()
-    comp = AutoscalerComponent(_settings())
-    comp.source = StaticSource()
-    app = create_app(_settings(), cluster=cluster, components=[lambda s: comp])
-    async with app.router.lifespan_context(app):
+    async with running(StaticSource()) as (cluster, comp, _):
         assert comp.zero_config.enabled("any", "ns")  # environment level
         _zero_config(cluster, {"default": "enable_scale_to_zero: false"})
         assert not comp.zero_config.enabled("any", "ns")  # ConfigMap default beats the environment
@@ -380,12 +372,8 @@ class CountingSource(StaticSource):
 async def test_zero_queries_per_cycle(
     zero_config: dict[str, str], llama_at_zero: bool, calls: list[str]
 ) -> None:
-    cluster = SnapshotCluster()
-    comp = AutoscalerComponent(_settings())
     source = CountingSource()
-    comp.source = source
-    app = create_app(_settings(), cluster=cluster, components=[lambda s: comp])
-    async with app.router.lifespan_context(app):
+    async with running(source) as (cluster, comp, _):
         if zero_config:
             _zero_config(cluster, zero_config)
         if llama_at_zero:

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from app.autoscaler.config import CapacityConfigSet
-from app.autoscaler.saturation import Action, EngineParams, Reason, Replica, ReplicaMetrics, Variant, decide
+from app.autoscaler.saturation import Action, EngineParams, Reason, Variant, decide
 from app.autoscaler.zero import (
     DEFAULT_RETENTION_S,
     ZeroInput,
@@ -18,6 +18,7 @@ from app.autoscaler.zero import (
     prom_duration,
     wake_choice,
 )
+from tests.autoscaler.test_saturation import variant
 
 
 @pytest.mark.parametrize(
@@ -157,21 +158,9 @@ def v(
     model: str = "llama",
     ready: bool = True,
 ) -> Variant:
-    reps = tuple(
-        Replica(f"{name}-{i}", ready, ReplicaMetrics(kv=kv, queue=0, age_s=1.0)) for i in range(current)
-    )
-    return Variant(
-        name=name,
-        namespace="inf",
-        model_id=model,
-        accelerator="L40S",
-        cost=cost,
-        current=current,
-        ready=current if ready else 0,
-        replicas=reps,
-        min_replicas=min_r,
-        max_replicas=max_r,
-    )
+    """`current` replicas at `kv` (inside the band for 1 or 2 replicas); not ready: starting."""
+    loads = [(kv, 0.0)] * current
+    return variant(name, cost, loads, ready=None if ready else 0, min_r=min_r, max_r=max_r, model=model)
 
 
 ON = {"enabled": True}
@@ -232,9 +221,7 @@ BUSY = {"enabled": True, "requests": 12.0}
 def test_zero_rules(
     variants: list[Variant], zero: dict[str, Any], desired: dict[str, int], code: str | None
 ) -> None:
-    out = enforce(
-        decide(variants, CapacityConfigSet(), EngineParams()), {("inf", "llama"): ZeroInput(**zero)}
-    )
+    out = enforce(decide(variants, CapacityConfigSet(), EngineParams()), {("ns", "llama"): ZeroInput(**zero)})
     assert {d.variant.name: d.desired for d in out} == desired
     if code is not None:
         assert {d.code.value for d in out} == {code}, [d.reasons for d in out]
@@ -243,7 +230,7 @@ def test_zero_rules(
 def test_scale_to_zero_reason_and_action() -> None:
     out = enforce(
         decide([v("cheap", 10, 2)], CapacityConfigSet(), EngineParams()),
-        {("inf", "llama"): ZeroInput(enabled=True, retention_s=900, requests=0.0)},
+        {("ns", "llama"): ZeroInput(enabled=True, retention_s=900, requests=0.0)},
     )
     (d,) = out
     assert d.action is Action.SCALE_DOWN and d.code is Reason.SCALED_TO_ZERO
@@ -253,7 +240,7 @@ def test_scale_to_zero_reason_and_action() -> None:
 def test_unknown_count_is_said() -> None:
     out = enforce(
         decide([v("cheap", 10, 1)], CapacityConfigSet(), EngineParams()),
-        {("inf", "llama"): ZeroInput(enabled=True, requests=None, problem="request count query failed: 503")},
+        {("ns", "llama"): ZeroInput(enabled=True, requests=None, problem="request count query failed: 503")},
     )
     assert "request count unknown (request count query failed: 503), targets kept" in out[0].reasons[-1]
 
@@ -262,7 +249,7 @@ def test_models_are_independent() -> None:
     variants = [v("l", 10, 1), v("q", 10, 0, model="qwen")]
     out = enforce(
         decide(variants, CapacityConfigSet(), EngineParams()),
-        {("inf", "llama"): ZeroInput(enabled=True, requests=0.0), ("inf", "qwen"): ZeroInput(queued=4.0)},
+        {("ns", "llama"): ZeroInput(enabled=True, requests=0.0), ("ns", "qwen"): ZeroInput(queued=4.0)},
     )
     assert {d.variant.name: (d.desired, d.code.value) for d in out} == {
         "l": (0, "ScaledToZero"),
@@ -287,5 +274,5 @@ def test_wake_choice(variants: list[Variant], chosen: str | None) -> None:
 def test_models_at_zero() -> None:
     variants = [v("a", 10, 0), v("b", 40, 1), v("q", 10, 0, model="qwen"), v("r", 20, 0, model="qwen")]
     assert {k: [x.name for x in vs] for k, vs in models_at_zero(variants).items()} == {
-        ("inf", "qwen"): ["q", "r"]
+        ("ns", "qwen"): ["q", "r"]
     }
