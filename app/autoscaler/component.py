@@ -281,6 +281,7 @@ class AutoscalerComponent:
             self.last_decisions, self.last_view, self.last_snapshot = decisions, view, snapshot
             self.last_zero = zero
             self.cycles += 1
+        await self._wake_directly(decisions, now)
         if self._may_write():
             await self._write_status(decisions, now, snapshot.error)
             await self._write_unresolved(now)
@@ -350,6 +351,7 @@ class AutoscalerComponent:
             return []
         self.wake["queued"] = {m: q for (_, m) in groups if (q := queued.get(m, 0.0)) > 0}
         changed: list[Decision] = []
+        woken: list[Decision] = []
         async with self._lock:
             last = {d.key: d for d in self.last_decisions}
             for (ns, model), variants in groups.items():
@@ -363,21 +365,28 @@ class AutoscalerComponent:
                     queued=q,
                 )
                 for d in enforce_model(held, zero):
+                    woken.append(d)
                     before = last.get(d.key)
                     if before is not None and (before.desired, before.code) == (d.desired, d.code):
-                        continue
+                        continue  # the last cycle said so already
                     self.exporter.publish_one(d)
                     self._log(d)
                     last[d.key] = d
                     changed.append(d)
             self.last_decisions = list(last.values())
-        if self.wake_direct:
-            for d in changed:
-                if d.desired >= 1:
-                    await self._scale_from_zero(d, now)
+        await self._wake_directly(woken, now)
         if changed and self._may_write():
             await self._write_status(changed, now, None)
         return changed
+
+    async def _wake_directly(self, decisions: Iterable[Decision], now: float) -> None:
+        """With wake_direct (leader only): scale each woken variant's Deployment 0 -> 1 through /scale,
+        whether the wake poll or the full cycle decided it first."""
+        if not self.wake_direct or self._ctx is None or not self._ctx.leadership.is_leader:
+            return
+        for d in decisions:
+            if d.code is Reason.SCALE_FROM_ZERO and d.desired >= 1 and d.variant.current == 0:
+                await self._scale_from_zero(d, now)
 
     def _models_at_zero(self, now: float) -> dict[tuple[str, str], list[Variant]]:
         """Models whose variants are all at 0, recomputed only when the cluster view changed since the

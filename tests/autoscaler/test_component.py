@@ -258,6 +258,20 @@ async def test_scale_to_zero_and_back_in_the_app() -> None:
         assert comp.wake["woken"] == 1
 
 
+async def test_full_cycle_wakes_directly_too() -> None:
+    """The 30 s cycle reads the queue as well; whichever sees it first, the Deployment is scaled once."""
+    source = StaticSource()
+    async with running(source, _settings(autoscaler_wake_direct=True)) as (cluster, comp, _):
+        _allow_zero(cluster)
+        _to_zero(cluster)
+        source.queued = {LLAMA: 2.0}
+        out = {d.variant.name: d for d in await comp.run_cycle()}
+        assert (out["llama-8b-l40s"].desired, out["llama-8b-l40s"].code.value) == (1, "ScaleFromZero")
+        dep = cluster.get("Deployment", "llama-8b-l40s", "inference")
+        assert dep is not None and dep["spec"]["replicas"] == 1
+        assert await comp.wake_cycle() == [] and comp.wake["woken"] == 1
+
+
 async def test_wake_without_direct_scaling_only_exports() -> None:
     source = StaticSource()
     async with running(source, _settings(scale_down_stabilization=300)) as (cluster, comp, _):
@@ -271,6 +285,12 @@ async def test_wake_without_direct_scaling_only_exports() -> None:
         # the next full cycle agrees, so it does not undo the export before KEDA polls
         out = {d.variant.name: d.desired for d in await comp.run_cycle()}
         assert (out["llama-8b-l40s"], out["llama-8b-h100"]) == (1, 0)
+        # switched to direct waking: the next poll scales the Deployment though the decision is not new
+        comp.wake_direct = True
+        assert await comp.wake_cycle() == []
+        dep = cluster.get("Deployment", "llama-8b-l40s", "inference")
+        assert dep is not None and dep["spec"]["replicas"] == 1
+        _to_zero(cluster)
         # a failing gateway query wakes nothing and is shown
         source.error = "ConnectError: refused"
         assert await comp.wake_cycle() == []
