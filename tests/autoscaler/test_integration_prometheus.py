@@ -236,7 +236,13 @@ async def test_to_zero_and_back_through_real_prometheus(stack: tuple[FakeVllm, s
         # requests flowing: increase(vllm:request_success_total[4s]) > 0 -> the engine's targets stay
         task = asyncio.create_task(traffic())
         await asyncio.sleep(2.5)
-        await _until(comp.run_cycle, {"cheap": (1, "WithinBand"), "dear": (1, "WithinBand")})
+        busy = {"cheap": (1, "WithinBand"), "dear": (1, "WithinBand")}
+        await _until(comp.run_cycle, busy)
+        deadline = time.monotonic() + 20
+        while (comp.last_zero[(NS, MODEL)].requests or 0) <= 0:  # a count, not "unknown", keeps them
+            assert time.monotonic() < deadline, comp.last_zero
+            await asyncio.sleep(0.3)
+            await _until(comp.run_cycle, busy)
         # no successful request for the whole retention window -> every variant to 0 at once
         stop.set()
         await task
