@@ -55,7 +55,7 @@ def add_server_flags(p: argparse.ArgumentParser) -> None:
     for name, field in Settings.model_fields.items():
         flag = "--" + name.replace("_", "-")
         help_text = (field.description or "").replace("%", "%%") or None
-        if field.annotation is bool:
+        if field.annotation in (bool, bool | None):
             p.add_argument(
                 flag, dest=name, default=None, action=argparse.BooleanOptionalAction, help=help_text
             )

@@ -27,6 +27,7 @@ DEMO_ACTS: tuple[str, ...] = (
     "app.demo:act_cluster",
     "extender.demo:act",
     "app.autoscaler.demo:act",
+    "app.autoscaler.demo:act_zero",
     "extender.replay.demo:act",
     "webhook.demo:act",
     "app.nodescale.demo:act",

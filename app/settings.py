@@ -76,7 +76,10 @@ class Settings(BaseSettings):
     capacity_config_name: str = "capacity-scaling-config"
     autoscaler_stale_after: float = Field(90.0, gt=0, description="seconds; older vLLM samples are unknown")
     autoscaler_metrics_ttl: float = Field(15.0, gt=0, description="seconds a Prometheus snapshot is reused")
-    autoscaler_write_status: bool = Field(False, description="patch VariantAutoscaling status each cycle")
+    autoscaler_write_status: bool | None = Field(
+        None,
+        description="write VariantAutoscaling status (default: on against a live cluster: --cluster kube)",
+    )
 
     # --- operations: waste scoring, operator CLI ------------------------------------------------------
     waste_interval: float = Field(60.0, gt=0, description="seconds between waste-scoring cycles")
@@ -85,6 +88,21 @@ class Settings(BaseSettings):
     # --- hardening: limits, TLS, fault tolerance (issue 11) -------------------------------------------
 
     # --- autoscaler: scale to and from zero, status (issue 12) ----------------------------------------
+    scale_to_zero_config_name: str = Field(
+        "wva-model-scale-to-zero-config", description="ConfigMap (in --namespace): WVA's scale-to-zero config"
+    )
+    scale_to_zero: bool | None = Field(
+        None, description="scale-to-zero where the ConfigMap is silent (unset: WVA_SCALE_TO_ZERO, else off)"
+    )
+    autoscaler_wake_direct: bool = Field(
+        False, description="scale a woken variant's Deployment 0->1 via /scale, not only via wva_* metrics"
+    )
+    autoscaler_wake_interval: float = Field(
+        2.0, gt=0, le=60, description="seconds between gateway-queue polls while some model is at zero"
+    )
+    autoscaler_status_refresh: float = Field(
+        300.0, gt=0, description="seconds; an unchanged VariantAutoscaling status is rewritten this often"
+    )
 
     # --- MIG layout and GPU-sharing controllers (issue 13) ---------------------------------------------
 

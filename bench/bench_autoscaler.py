@@ -1,4 +1,5 @@
-"""Benchmark: one autoscaler cycle for 1,000 variants over 200 models (2 replicas each, 2,000 pods).
+"""Benchmark: one autoscaler cycle for 1,000 variants over 200 models (2 replicas each, 2,000 pods), and the
+local part of one scale-from-zero poll (inventory without pods + models at zero) over the same cluster.
 
 Prometheus is a recording fake (httpx.MockTransport) answering with vectors for every pod, so JSON decoding
 and joining are measured and the queries are counted. Prints one JSON line.
@@ -21,6 +22,7 @@ from app.autoscaler.exporter import Exporter
 from app.autoscaler.inventory import build_variants
 from app.autoscaler.saturation import EngineParams, decide
 from app.autoscaler.stabilize import Stabilizer
+from app.autoscaler.zero import enforce, models_at_zero
 
 MODELS, VARIANTS_PER_MODEL, PODS_PER_VARIANT = 200, 5, 2
 NS = "bench"
@@ -105,7 +107,7 @@ async def main(cycles: int = 10) -> dict[str, Any]:
     client = httpx.AsyncClient(transport=transport)
     src = PrometheusSource("http://prom", client=client, ttl_s=0)
     stabilizer, exporter, cfgs, params = Stabilizer(0, 300), Exporter(), CapacityConfigSet(), EngineParams()
-    fetch, inv, engine, total, queries = [], [], [], [], []
+    fetch, inv, engine, total, queries, wake = [], [], [], [], [], []
     for _ in range(cycles):
         before = len(seen)
         t0 = time.perf_counter()
@@ -113,7 +115,7 @@ async def main(cycles: int = 10) -> dict[str, Any]:
         t1 = time.perf_counter()
         infos = build_variants(objs, snap, time.time())
         t2 = time.perf_counter()
-        decisions = decide([i.variant for i in infos], cfgs, params)
+        decisions = enforce(decide([i.variant for i in infos], cfgs, params), {})
         for d in decisions:
             stabilizer.stabilize(d.key, d.variant.current, d.desired, time.time())
         exporter.publish(decisions)
@@ -123,6 +125,9 @@ async def main(cycles: int = 10) -> dict[str, Any]:
         engine.append(t3 - t2)
         total.append(t3 - t0)
         queries.append(len(seen) - before)
+        t4 = time.perf_counter()
+        models_at_zero(i.variant for i in build_variants(objs, snap, time.time(), with_pods=False))
+        wake.append(time.perf_counter() - t4)
     await client.aclose()
     ms = lambda xs: round(statistics.median(xs) * 1000, 2)  # noqa: E731
     return {
@@ -135,6 +140,7 @@ async def main(cycles: int = 10) -> dict[str, Any]:
         "engine_stabilise_export_ms_median": ms(engine),
         "compute_ms_median": ms([a + b for a, b in zip(inv, engine, strict=True)]),
         "cycle_ms_median": ms(total),
+        "wake_poll_local_ms_median": ms(wake),
         "cycles": cycles,
     }
 

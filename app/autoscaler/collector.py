@@ -6,6 +6,7 @@ timestamp (staleness: after a failed scrape Prometheus writes stale markers and 
 `max_over_time` would keep showing the dead pod's last peak for a minute), and one `label_replace`-tagged
 query for the rates of the model-based view. Results are cached for a TTL and refreshed in the background
 so a cycle rarely waits on the network. `MetricsSource` lets the demo and the tests inject samples.
+Scale to and from zero add one grouped query each, only when some model needs it (see `zero.py`).
 """
 
 from __future__ import annotations
@@ -58,9 +59,18 @@ class MetricsSnapshot:
 
 
 class MetricsSource(Protocol):
-    """Anything that can hand the engine a snapshot of per-replica samples."""
+    """Anything that can hand the engine a snapshot of per-replica samples, and the two model-level
+    numbers of scale to and from zero (both raise when the answer is unknown)."""
 
     async def snapshot(self) -> MetricsSnapshot: ...
+
+    async def request_counts(self, window: str) -> dict[tuple[str, str], float]:
+        """(namespace, model_name) -> successful requests over `window` (a Prometheus range)."""
+        ...
+
+    async def queue_sizes(self) -> dict[str, float]:
+        """model -> requests waiting in the gateway's flow-control queue."""
+        ...
 
 
 def build_queries(window: str = "1m") -> dict[str, str]:
@@ -89,6 +99,32 @@ def build_queries(window: str = "1m") -> dict[str, str]:
         "timestamp": f"{by} (timestamp(vllm:num_requests_waiting))",
         "load": load,
     }
+
+
+def request_count_query(window: str) -> str:
+    """WVA's scale-to-zero `model_request_count`, for every model at once (one query per retention)."""
+    return f"sum by (namespace, model_name) (increase(vllm:request_success_total[{window}]))"
+
+
+#: WVA's `scheduler_queue_size` for every model at once: `target_model_name`, else (an empty target)
+#: `model_name`. `or` keeps a right-hand series only where no left-hand one has the same `wva_model`.
+QUEUE_QUERY = (
+    "sum by (wva_model) (label_replace(inference_extension_flow_control_queue_size"
+    '{target_model_name!=""}, "wva_model", "$1", "target_model_name", "(.+)"))'
+    " or sum by (wva_model) (label_replace(inference_extension_flow_control_queue_size"
+    '{target_model_name=""}, "wva_model", "$1", "model_name", "(.+)"))'
+)
+
+
+def _by_labels(vector: list[dict[str, Any]], *names: str) -> dict[tuple[str, ...], float]:
+    out: dict[tuple[str, ...], float] = {}
+    for item in vector:
+        labels = item.get("metric") or {}
+        key = tuple(str(labels.get(n) or "") for n in names)
+        v = _value((item.get("value") or [None, None])[1])
+        if all(key) and v is not None:
+            out[key] = v
+    return out
 
 
 _SAMPLE_FIELDS = frozenset(f.name for f in fields(PodSample))
@@ -181,6 +217,13 @@ class PrometheusSource:
                 return cached
             return await self._refresh_locked()
 
+    async def request_counts(self, window: str) -> dict[tuple[str, str], float]:
+        vector = await self._query(request_count_query(window))
+        return {(k[0], k[1]): v for k, v in _by_labels(vector, "namespace", "model_name").items()}
+
+    async def queue_sizes(self) -> dict[str, float]:
+        return {k[0]: v for k, v in _by_labels(await self._query(QUEUE_QUERY), "wva_model").items()}
+
     async def aclose(self) -> None:
         if self._owns_client:
             await self._client.aclose()
@@ -193,6 +236,9 @@ class StaticSource:
         self._clock = clock
         self.pods: dict[PodKey, PodSample] = {}
         self.error: str | None = None
+        #: (namespace, model) -> successful requests in any window; model -> queued requests
+        self.requests: dict[tuple[str, str], float] = {}
+        self.queued: dict[str, float] = {}
 
     def set(self, namespace: str, pod: str, **values: float | None) -> None:
         """Set one pod's gauges; its timestamp is `now` unless given."""
@@ -205,9 +251,25 @@ class StaticSource:
     async def snapshot(self) -> MetricsSnapshot:
         return MetricsSnapshot(pods=dict(self.pods), fetched_at=self._clock(), error=self.error)
 
+    async def request_counts(self, window: str) -> dict[tuple[str, str], float]:
+        if self.error:
+            raise RuntimeError(self.error)
+        return dict(self.requests)
+
+    async def queue_sizes(self) -> dict[str, float]:
+        if self.error:
+            raise RuntimeError(self.error)
+        return dict(self.queued)
+
 
 class NoSource:
     """No Prometheus configured: every replica is unknown, so the engine holds (never guesses)."""
 
     async def snapshot(self) -> MetricsSnapshot:
         return MetricsSnapshot(fetched_at=time.time(), error="no --prometheus-url configured")
+
+    async def request_counts(self, window: str) -> dict[tuple[str, str], float]:
+        raise RuntimeError("no --prometheus-url configured")
+
+    async def queue_sizes(self) -> dict[str, float]:
+        raise RuntimeError("no --prometheus-url configured")

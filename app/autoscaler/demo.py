@@ -163,3 +163,103 @@ def act(run: Any) -> None:
     va = run.cluster.get("VariantAutoscaling", "llama-8b-l40s", NS) or {}
     alloc = (va.get("status") or {}).get("desiredOptimizedAlloc")
     run.console.print(f"VariantAutoscaling llama-8b-l40s status.desiredOptimizedAlloc: {alloc}")
+
+
+LLAMA = "meta-llama/Llama-3.1-8B-Instruct"
+LLAMA_VARIANTS = ("llama-8b-h100", "llama-8b-l40s")
+
+
+def _va_table(run: Any, title: str) -> Table:
+    """What `kubectl get va -n inference` prints (the CRD's printer columns over the written status)."""
+    table = Table(
+        "NAME", "MODEL", "ACCELERATOR", "CURRENT", "DESIRED", "REASON", title=title, title_justify="left"
+    )
+    for va in sorted(run.cluster.list("VariantAutoscaling", NS), key=lambda v: v["metadata"]["name"]):
+        st = va.get("status") or {}
+        reason = next(
+            (c.get("reason") for c in st.get("conditions") or [] if c.get("type") == "OptimizationReady"), ""
+        )
+        table.add_row(
+            va["metadata"]["name"],
+            va["spec"]["modelID"],
+            va["metadata"].get("labels", {}).get("inference.optimization/acceleratorName", ""),
+            str((st.get("currentAlloc") or {}).get("numReplicas", "")),
+            str((st.get("desiredOptimizedAlloc") or {}).get("numReplicas", "")),
+            str(reason),
+        )
+    return table
+
+
+def act_zero(run: Any) -> None:
+    """The llama model goes idle: to zero after the retention window; requests queue at the gateway: only
+    its cheapest variant wakes, its Deployment scaled 0 -> 1 directly."""
+    run.console.rule("[bold]Autoscaler: llama to zero and back")
+    comp: AutoscalerComponent = run.app.state.ctx.components["autoscaler"]
+    source = comp.source
+    assert isinstance(source, StaticSource)
+    comp.wake_direct = True
+    for name in LLAMA_VARIANTS:  # the VariantAutoscalings must allow zero (the CRD's default is 1)
+        va = copy.deepcopy(run.cluster.get("VariantAutoscaling", name, NS))
+        va["spec"]["minReplicas"] = 0
+        run.cluster.upsert(va)
+    run.cluster.upsert(
+        {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {
+                "name": comp.settings.scale_to_zero_config_name,
+                "namespace": comp.settings.namespace,
+            },
+            "data": {
+                "llama": f"model_id: {LLAMA}\nnamespace: {NS}\n"
+                "enable_scale_to_zero: true\nretention_period: 10m"
+            },
+        }
+    )
+    run.console.print(
+        "wva-model-scale-to-zero-config: llama enable_scale_to_zero, retention_period 10m; "
+        "llama VariantAutoscalings: minReplicas 0"
+    )
+    clock = comp.clock
+    now = [clock()]
+    comp.clock = lambda: now[0]
+    steps: list[tuple[str, float, float]] = [
+        ("no request for 10 min", 0.0, 0.0),
+        ("KEDA applied it (cooldown)", 0.0, 0.0),
+        ("4 requests queue at the gateway", 0.0, 4.0),
+    ]
+    table = Table("step", "variant", "cost", "current", "desired", "reason", "why")
+    for step, (label, requests, queued) in enumerate(steps):
+        now[0] += STEP_S
+        _finish_starts(run)
+        _feed(run, source, 0.6)
+        source.requests = {(NS, LLAMA): requests}
+        source.queued = {LLAMA: queued}
+        _ = comp.wake_cycle_threadsafe() if queued else comp.run_cycle_threadsafe()
+        # the background wake poll may have got there first: show the latest decisions, whoever made them
+        for d in sorted(comp.last_decisions, key=lambda d: d.variant.name):
+            if d.variant.model_id != LLAMA:
+                continue
+            v = d.variant
+            table.add_row(
+                label, v.name, f"{v.cost:g}", str(v.current), str(d.desired), d.code.value, d.reasons[0][:60]
+            )
+        if step == 0:
+            for name in LLAMA_VARIANTS:  # play KEDA + the Deployment controller: to zero
+                _actuate(run, name, 0, 100 + step)
+    run.console.print(table)
+    deploys = {
+        n: (run.cluster.get("Deployment", n, NS) or {}).get("spec", {}).get("replicas")
+        for n in LLAMA_VARIANTS
+    }
+    run.console.print(
+        f"--autoscaler-wake-direct scaled the cheapest variant only: Deployment spec.replicas {deploys}"
+    )
+    for event in (run.cluster.others.get("Event") or {}).values():
+        if event["reason"] == "ScaledFromZero":
+            run.console.print(
+                f"Event {event['reason']} on Deployment {event['involvedObject']['name']}: "
+                f"{event['message'][:90]}"
+            )
+    run.console.print(_va_table(run, "kubectl get va -n inference"))
+    comp.clock = clock

@@ -11,7 +11,7 @@ from collections.abc import Iterable
 
 from prometheus_client import Counter, Gauge, Histogram
 
-from app.autoscaler.saturation import Action, Decision
+from app.autoscaler.saturation import Action, Decision, Reason
 from app.metrics import REGISTRY
 
 LABELS = ["variant_name", "namespace", "accelerator_type", "model_id"]
@@ -59,6 +59,16 @@ SLO_RATIO = Gauge(
 )
 
 
+#: `reason` label of wva_replica_scaling_total: which rule moved the variant
+_RULE = {
+    Reason.SCALED_TO_ZERO: "scale_to_zero",
+    Reason.SCALE_FROM_ZERO: "scale_from_zero",
+    Reason.KEEP_ONE: "keep_one_replica",
+    Reason.MIN_REPLICAS: "min_max",
+    Reason.MAX_REPLICAS: "min_max",
+}
+
+
 def ratio(desired: int, current: int) -> float:
     """WVA's wva_desired_ratio: desired/current, or desired when current is 0."""
     return float(desired) if current == 0 else desired / current
@@ -71,18 +81,23 @@ class Exporter:
         self._published: set[tuple[str, str, str, str]] = set()
         self._view: set[tuple[str, str, str]] = set()
 
+    def _set(self, d: Decision) -> tuple[str, str, str, str]:
+        v = d.variant
+        labels = (v.name, v.namespace, v.accelerator, v.model_id)
+        DESIRED.labels(*labels).set(d.desired)
+        CURRENT.labels(*labels).set(v.current)
+        RATIO.labels(*labels).set(ratio(d.desired, v.current))
+        if d.desired != v.current and d.action in (Action.SCALE_UP, Action.SCALE_DOWN):
+            direction = "up" if d.desired > v.current else "down"
+            SCALING.labels(v.name, v.namespace, direction, _RULE.get(d.code, "saturation")).inc()
+        return labels
+
+    def publish_one(self, d: Decision) -> None:
+        """One variant between cycles (a scale from zero): its gauges now, the others untouched."""
+        self._published.add(self._set(d))
+
     def publish(self, decisions: Iterable[Decision]) -> None:
-        seen: set[tuple[str, str, str, str]] = set()
-        for d in decisions:
-            v = d.variant
-            labels = (v.name, v.namespace, v.accelerator, v.model_id)
-            seen.add(labels)
-            DESIRED.labels(*labels).set(d.desired)
-            CURRENT.labels(*labels).set(v.current)
-            RATIO.labels(*labels).set(ratio(d.desired, v.current))
-            if d.desired != v.current and d.action in (Action.SCALE_UP, Action.SCALE_DOWN):
-                direction = "up" if d.desired > v.current else "down"
-                SCALING.labels(v.name, v.namespace, direction, "saturation").inc()
+        seen = {self._set(d) for d in decisions}
         for gone in self._published - seen:
             for g in (DESIRED, CURRENT, RATIO):
                 g.remove(*gone)

@@ -147,9 +147,36 @@ def _int(raw: Any, default: int | None) -> int | None:
         return default
 
 
-def build_variants(cluster: ObjectSource, metrics: MetricsSnapshot, now: float) -> list[VariantInfo]:
-    """Every VariantAutoscaling whose target Deployment exists, with its pods and their samples."""
-    index = PodIndex(cluster.list("Pod"))
+def deployment_replicas(deploy: Obj) -> int:
+    """WVA's current: `status.replicas`, else `spec.replicas` (a Deployment just scaled from 0 has no status
+    replicas yet, but its spec already says 1)."""
+    dspec, dstatus = deploy.get("spec") or {}, deploy.get("status") or {}
+    return _int(dstatus.get("replicas"), 0) or _int(dspec.get("replicas"), 1) or 0
+
+
+def unresolved(cluster: ObjectSource) -> list[tuple[Obj, str]]:
+    """VariantAutoscalings the engine cannot use, with why (shown in their status)."""
+    out: list[tuple[Obj, str]] = []
+    for va in cluster.list("VariantAutoscaling"):
+        ns = str((va.get("metadata") or {}).get("namespace") or "")
+        spec = va.get("spec") or {}
+        target = spec.get("scaleTargetRef") or {}
+        kind, name = str(target.get("kind", "Deployment")), str(target.get("name") or "")
+        if not spec.get("modelID"):
+            out.append((va, "spec.modelID is empty"))
+        elif kind != "Deployment":
+            out.append((va, f"scaleTargetRef kind {kind} is not supported (Deployment only)"))
+        elif cluster.get("Deployment", name, ns) is None:
+            out.append((va, f"Deployment {ns}/{name} not found"))
+    return out
+
+
+def build_variants(
+    cluster: ObjectSource, metrics: MetricsSnapshot, now: float, *, with_pods: bool = True
+) -> list[VariantInfo]:
+    """Every VariantAutoscaling whose target Deployment exists, with its pods and their samples
+    (`with_pods=False`: replica counts only, for the frequent scale-from-zero poll)."""
+    index = PodIndex(cluster.list("Pod") if with_pods else ())
     out: list[VariantInfo] = []
     for va in cluster.list("VariantAutoscaling"):
         meta = va.get("metadata") or {}
@@ -163,7 +190,7 @@ def build_variants(cluster: ObjectSource, metrics: MetricsSnapshot, now: float) 
         if deploy is None:
             continue
         dspec, dstatus = deploy.get("spec") or {}, deploy.get("status") or {}
-        current = _int(dstatus.get("replicas"), 0) or _int(dspec.get("replicas"), 1) or 0
+        current = deployment_replicas(deploy)
         ready = _int(dstatus.get("readyReplicas"), 0) or 0
         accelerator = str((meta.get("labels") or {}).get(ACCELERATOR_LABEL) or "unknown")
         replicas: list[Replica] = []
@@ -200,6 +227,7 @@ def build_variants(cluster: ObjectSource, metrics: MetricsSnapshot, now: float) 
             replicas=tuple(sorted(replicas, key=lambda r: r.pod)),
             min_replicas=_int(spec.get("minReplicas"), 1) or 0,
             max_replicas=_int(spec.get("maxReplicas"), None),
+            target=str(target.get("name") or ""),
         )
         vload = VariantLoad(
             arrival_rate=sums.get("arrival_rate", 0.0),

@@ -6,11 +6,13 @@ Rules (WVA saturation analyzer V1, with the issue's safety additions):
   (0 when every replica is saturated);
 - scale up when spareKv < kvSpareTrigger or spareQ < queueSpareTrigger: the cheapest variant below its max
   gets +1 (ties: alphabetically first name);
-- scale down when at least 2 replicas are non-saturated, none is saturated, and the load of one removed
-  replica spread over the rest keeps both spares >= their triggers: the most expensive variant above its min
-  gets -1 (ties: alphabetically last name);
+- scale down when at least `minNonSaturatedReplicas` (2) replicas are non-saturated, none is saturated,
+  and the load of one removed replica spread over the rest keeps both spares >= their triggers: the most
+  expensive variant above its min gets -1 (ties: alphabetically last name);
 - at most one variant changes, by one replica, per model and cycle; scale-up wins;
-- never act on unknown data (a ready replica without a fresh sample) and hold while replicas are starting.
+- never act on unknown data (a ready replica without a fresh sample) and hold while replicas are starting;
+- every decision ends in `finish`, bounded by the variant's [minReplicas, maxReplicas].
+Scale to and from zero run after this engine (`zero.py`).
 """
 
 from __future__ import annotations
@@ -28,6 +30,28 @@ class Action(StrEnum):
     SCALE_DOWN = "scale_down"
     NONE = "none"
     HOLD = "hold"
+
+
+class Reason(StrEnum):
+    """The one-word reason of a decision: the VariantAutoscaling's `OptimizationReady` condition reason,
+    the `Reason` printer column, and `reason` in `GET /autoscaler/decisions`."""
+
+    SCALE_UP = "ScaleUp"
+    SCALE_DOWN = "ScaleDown"
+    WITHIN_BAND = "WithinBand"
+    NO_CHANGE = "NoChange"  # another variant of the model moves this cycle
+    AT_MAX = "AtMaxReplicas"
+    AT_MIN = "AtMinReplicas"
+    MIN_REPLICAS = "MinReplicas"  # the decision was raised to spec.minReplicas
+    MAX_REPLICAS = "MaxReplicas"  # the decision was lowered to spec.maxReplicas
+    METRICS_STALE = "MetricsStale"
+    METRICS_MISSING = "MetricsMissing"
+    STARTING = "ReplicasStarting"
+    NO_REPLICAS = "NoReplicas"
+    STABILIZED = "Stabilized"
+    SCALED_TO_ZERO = "ScaledToZero"
+    SCALE_FROM_ZERO = "ScaleFromZero"
+    KEEP_ONE = "KeepOneReplica"
 
 
 class ReplicaState(StrEnum):
@@ -71,6 +95,12 @@ class Variant:
     replicas: tuple[Replica, ...] = ()
     min_replicas: int = 1
     max_replicas: int | None = None
+    #: the Deployment's name (spec.scaleTargetRef.name); "" = same as the VariantAutoscaling's
+    target: str = ""
+
+    @property
+    def deployment(self) -> str:
+        return self.target or self.name
 
     @property
     def pending(self) -> int:
@@ -100,6 +130,7 @@ class Decision:
     action: Action
     reasons: tuple[str, ...]
     analysis: ModelAnalysis | None = None
+    code: Reason = Reason.WITHIN_BAND
 
     @property
     def key(self) -> tuple[str, str]:
@@ -155,7 +186,7 @@ def analyze(samples: Sequence[ReplicaMetrics], cfg: CapacityConfig) -> ModelAnal
     spare_q = ns_q / n if n else 0.0
     up = spare_kv < cfg.kv_spare_trigger or spare_q < cfg.queue_spare_trigger
     down = False
-    if n >= 2 and saturated == 0:
+    if n >= max(2, cfg.min_non_saturated_replicas) and saturated == 0:
         scale = n / (n - 1)
         kv_after = t_kv - (t_kv - spare_kv) * scale
         q_after = t_q - (t_q - spare_q) * scale
@@ -181,17 +212,24 @@ def _clamp(v: Variant, desired: int) -> tuple[int, str | None]:
     return desired, None
 
 
-def _finish(
-    v: Variant, desired: int, action: Action, reasons: list[str], a: ModelAnalysis | None
+def finish(
+    v: Variant,
+    desired: int,
+    action: Action,
+    reasons: list[str],
+    a: ModelAnalysis | None,
+    code: Reason,
 ) -> Decision:
+    """A decision bounded by the variant's [minReplicas, maxReplicas]: every rule ends here."""
     clamped, why = _clamp(v, desired)
     if why is not None:
         reasons = [*reasons, why]
+        code = Reason.MIN_REPLICAS if clamped > desired else Reason.MAX_REPLICAS
         if clamped != v.current:
             action = Action.SCALE_UP if clamped > v.current else Action.SCALE_DOWN
         elif action in (Action.SCALE_UP, Action.SCALE_DOWN):
             action = Action.NONE
-    return Decision(variant=v, desired=clamped, action=action, reasons=tuple(reasons), analysis=a)
+    return Decision(variant=v, desired=clamped, action=action, reasons=tuple(reasons), analysis=a, code=code)
 
 
 @dataclass(frozen=True)
@@ -238,6 +276,10 @@ def decide_model(
 ) -> list[Decision]:
     """Decisions for every variant of one model (same model_id, same namespace)."""
     ordered = sorted(variants, key=lambda v: v.name)
+
+    def hold(reason: str, code: Reason) -> list[Decision]:
+        return [finish(v, v.current, Action.HOLD, [reason], None, code) for v in ordered]
+
     # 1. hold while replicas are starting (pending, pods not matching the count, or a pod not ready)
     starting = []
     for v in ordered:
@@ -245,24 +287,28 @@ def decide_model(
         if v.pending or not_ready or len(v.replicas) != v.current:
             starting.append(f"{v.name} starting (ready {v.ready}/{v.current}, pods {len(v.replicas)})")
     if starting:
-        return [_finish(v, v.current, Action.HOLD, ["hold: " + "; ".join(starting)], None) for v in ordered]
+        return hold("hold: " + "; ".join(starting), Reason.STARTING)
     # 2. never act on unknown data
     samples: list[ReplicaMetrics] = []
     unknown: list[str] = []
+    stale = False
     for v in ordered:
         for r in v.replicas:
             if classify(r, cfg, params) is ReplicaState.UNKNOWN:
                 unknown.append(r.pod)
+                age = None if r.metrics is None else r.metrics.age_s
+                stale = stale or (age is not None and age > params.stale_after_s)
             elif r.metrics is not None:
                 samples.append(r.metrics)
     if unknown:
         shown = ", ".join(unknown[:3]) + (f" and {len(unknown) - 3} more" if len(unknown) > 3 else "")
-        reason = f"hold: no fresh metrics for {shown}"
-        return [_finish(v, v.current, Action.HOLD, [reason], None) for v in ordered]
+        if stale:
+            return hold(
+                f"hold: metrics older than {params.stale_after_s:g}s for {shown}", Reason.METRICS_STALE
+            )
+        return hold(f"hold: no fresh metrics for {shown}", Reason.METRICS_MISSING)
     if not samples:
-        return [
-            _finish(v, v.current, Action.HOLD, ["hold: model has no running replica"], None) for v in ordered
-        ]
+        return hold("hold: model has no running replica", Reason.NO_REPLICAS)
     # 3. analysis over all replicas of the model
     a = analyze(samples, cfg)
     facts = (
@@ -272,34 +318,44 @@ def decide_model(
     chosen: Variant | None = None
     action = Action.NONE
     why = f"within band: {facts}"
+    code = Reason.WITHIN_BAND
     picked = _queueing_choice(ordered, queueing) if cfg.analyzer == "queueing" and queueing else None
     if picked is not None:
         chosen, action, why = picked
+        if action is Action.SCALE_UP:
+            code = Reason.SCALE_UP
+        elif action is Action.SCALE_DOWN:
+            code = Reason.SCALE_DOWN
+        elif "maxReplicas" in why:
+            code = Reason.AT_MAX
     elif a.should_scale_up:
         ups = [
             v for v in ordered if v.pending == 0 and (v.max_replicas is None or v.current < v.max_replicas)
         ]
         if ups:
             chosen = min(ups, key=lambda v: (v.cost, v.name))
-            action = Action.SCALE_UP
+            action, code = Action.SCALE_UP, Reason.SCALE_UP
             why = f"scale up cheapest variant {chosen.name} (cost {chosen.cost:g}): {facts}"
         else:
             why = f"scale-up needed but every variant is at maxReplicas: {facts}"
+            code = Reason.AT_MAX
     elif a.scale_down_safe:
         downs = [v for v in ordered if v.current > max(v.min_replicas, 0)]
         if downs:
             chosen = max(downs, key=lambda v: (v.cost, v.name))
-            action = Action.SCALE_DOWN
+            action, code = Action.SCALE_DOWN, Reason.SCALE_DOWN
             why = f"scale down dearest variant above min, {chosen.name} (cost {chosen.cost:g}): {facts}"
         else:
             why = f"scale-down safe but every variant is at minReplicas: {facts}"
+            code = Reason.AT_MIN
     out: list[Decision] = []
     for v in ordered:
         if chosen is not None and v.name == chosen.name:
             step = 1 if action is Action.SCALE_UP else -1
-            out.append(_finish(v, v.current + step, action, [why], a))
+            out.append(finish(v, v.current + step, action, [why], a, code))
         else:
-            out.append(_finish(v, v.current, Action.NONE, [why], a))
+            other = Reason.NO_CHANGE if chosen is not None else code
+            out.append(finish(v, v.current, Action.NONE, [why], a, other))
     return out
 
 

@@ -32,7 +32,7 @@ if TYPE_CHECKING:  # the views load only when a view runs: `--help` and other co
 log = logging.getLogger(__name__)
 
 COMMANDS = {
-    "status": "nodes, GPUs total/used/free per product, MIG slices, pods holding GPUs",
+    "status": "nodes, GPUs total/used/free per product, MIG slices, pods holding GPUs, GPU utilisation",
     "cost": "GPU cost per namespace and workload, monthly projection, idle-GPU cost",
     "optimize": "suggestions: MIG right-sizing, idle GPUs, fragmented nodes",
     "report": "status + cost + suggestions in one markdown document",
@@ -62,6 +62,8 @@ class Inputs:
     settings: Settings
     usage: Mapping[WorkloadKey, Mapping[str, Usage]] = field(default_factory=dict)
     waste: list[WasteScore] = field(default_factory=list)
+    #: per-GPU DCGM averages for `status` (None: no Prometheus given)
+    gpu_use: list[GpuUse] | None = None
     notes: list[str] = field(default_factory=list)
 
 
@@ -102,6 +104,7 @@ def usage_to_uses(facts: ClusterFacts, usage: Mapping[WorkloadKey, Mapping[str, 
 
 
 async def _prometheus(inputs: Inputs, url: str) -> None:
+    from app.ops.status import UTIL_WINDOW
     from app.waste.collector import WasteCollector
     from app.waste.score import waste_scores
     from webhook.history import PrometheusHistory
@@ -109,6 +112,7 @@ async def _prometheus(inputs: Inputs, url: str) -> None:
     keys = sorted({p.workload for p in inputs.facts.holding() if p.gpus == 1 and not p.mig}, key=str)
     hist = PrometheusHistory(url, inputs.settings.history_window)
     collector = WasteCollector(url, inputs.settings.waste_window)
+    per_gpu = WasteCollector(url, UTIL_WINDOW, per_gpu=True)
     try:
         sem = asyncio.Semaphore(8)
 
@@ -119,11 +123,13 @@ async def _prometheus(inputs: Inputs, url: str) -> None:
         results = await asyncio.gather(*(one(k) for k in keys))
         inputs.usage = {k: v for k, v in results if v}
         inputs.waste = waste_scores(await collector.fetch())
+        inputs.gpu_use = await per_gpu.fetch()
     except Exception as exc:
         raise CliError(f"prometheus {url}: {type(exc).__name__}: {exc}") from exc
     finally:
         await hist.aclose()
         await collector.aclose()
+        await per_gpu.aclose()
 
 
 async def load_inputs(args: argparse.Namespace) -> Inputs:
@@ -174,7 +180,7 @@ def build(view: str, inputs: Inputs) -> dict[str, Any]:
     from app.ops.optimize import optimize
     from app.ops.status import status
 
-    st = status(inputs.facts)
+    st = status(inputs.facts, inputs.gpu_use)
     if view == "status":
         return st
     co = cost(inputs.facts, inputs.prices, inputs.now, inputs.waste)
@@ -221,6 +227,8 @@ def _print_tables(view: str, doc: dict[str, Any]) -> None:
             f"{tot['nodes']} GPU nodes · {tot['gpus']} GPUs ({tot['used']} used, {tot['free']} free) · "
             f"{tot['mig_slices']} MIG slices ({tot['mig_used']} used) · {tot['pods']} pods · {doc['source']}"
         )
+        if doc.get("gpu_use") is None:
+            console.print("GPU utilisation: pass --prometheus-url (DCGM exporter metrics)")
     elif view == "cost":
         tot = doc["totals"]
         console.print(

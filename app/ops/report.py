@@ -26,6 +26,16 @@ def sections(view: str, doc: dict[str, Any]) -> list[Section]:
     """The tables of one view (`status`, `cost` or `optimize` document): (title, headers, rows). One
     definition for the terminal tables and the markdown report."""
     if view == "status":
+        use = doc.get("gpu_use")
+        per_gpu: list[Section] = []
+        if use is not None:
+            per_gpu.append(
+                (
+                    f"GPU utilisation (DCGM, {use['window']} average)",
+                    ["node", "GPU", "compute %", "memory %"],
+                    [[g["node"], g["gpu"], g["util_pct"], g["memory_pct"]] for g in use["gpus"]],
+                )
+            )
         return [
             (
                 "GPUs per product",
@@ -45,7 +55,7 @@ def sections(view: str, doc: dict[str, Any]) -> list[Section]:
             ),
             (
                 "Nodes",
-                ["node", "product", "GPUs", "used", "free", "MIG (used/total)", "topology"],
+                ["node", "product", "GPUs", "used", "free", "compute %", "MIG (used/total)", "topology"],
                 [
                     [
                         n["name"],
@@ -53,12 +63,14 @@ def sections(view: str, doc: dict[str, Any]) -> list[Section]:
                         n["gpus"],
                         n["used"],
                         n["free"],
+                        n.get("util_pct"),
                         ", ".join(f"{m['profile']} {m['used']}/{m['total']}" for m in n["mig"]),
                         n["topology"],
                     ]
                     for n in doc["nodes"]
                 ],
             ),
+            *per_gpu,
             (
                 "Pods holding GPUs",
                 ["namespace", "pod", "node", "GPUs", "phase"],

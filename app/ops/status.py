@@ -1,10 +1,40 @@
-"""`status`: GPUs total / used / free per node and product, MIG slices, pods holding GPUs."""
+"""`status`: GPUs total / used / free per node and product, MIG slices, pods holding GPUs, and, where
+Prometheus is given, each GPU's DCGM utilisation (compute and memory, 5-minute averages)."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from app.ops.inventory import ClusterFacts
+from app.waste.score import GpuUse
+
+#: the range each GPU's utilisation is averaged over: "now", smoothed past DCGM's 1 s samples
+UTIL_WINDOW = "5m"
+
+
+def _pct(value: float | None) -> float | None:
+    return None if value is None else round(100 * value, 1)
+
+
+def _mean(values: Sequence[float | None]) -> float | None:
+    known = [v for v in values if v is not None]
+    return sum(known) / len(known) if known else None
+
+
+def _gpu_order(use: GpuUse) -> tuple[str, tuple[int, ...], str]:
+    """Node, then GPU index and MIG instance numerically ("2" before "10", "0/1" after "0")."""
+    parts = use.gpu.split("/")
+    nums = tuple(int(p) if p.isdigit() else -1 for p in parts)
+    return use.node, nums, use.gpu
+
+
+def gpu_rows(uses: Sequence[GpuUse]) -> list[dict[str, Any]]:
+    """One row per GPU (or MIG slice) DCGM reports: compute and memory use in %."""
+    return [
+        {"node": u.node, "gpu": u.gpu, "util_pct": _pct(u.compute), "memory_pct": _pct(u.memory)}
+        for u in sorted(uses, key=_gpu_order)
+    ]
 
 
 def node_usage(facts: ClusterFacts, node: str) -> tuple[int, dict[str, int]]:
@@ -18,8 +48,11 @@ def node_usage(facts: ClusterFacts, node: str) -> tuple[int, dict[str, int]]:
     return used, mig
 
 
-def status(facts: ClusterFacts) -> dict[str, Any]:
-    """The whole status document (JSON-ready)."""
+def status(facts: ClusterFacts, gpu_use: Sequence[GpuUse] | None = None) -> dict[str, Any]:
+    """The whole status document (JSON-ready). `gpu_use`: per-GPU DCGM averages (None: no Prometheus)."""
+    by_node: dict[str, list[GpuUse]] = {}
+    for u in gpu_use or ():
+        by_node.setdefault(u.node, []).append(u)
     nodes: list[dict[str, Any]] = []
     products: dict[str, dict[str, int]] = {}
     for n in facts.nodes:
@@ -45,6 +78,9 @@ def status(facts: ClusterFacts) -> dict[str, Any]:
                 "mig": mig,
                 "topology": n.source,
                 "pods": len(facts.holding(n.name)),
+                # mean over the node's GPUs (or MIG slices) DCGM reports; None without data
+                "util_pct": _pct(_mean([u.compute for u in by_node.get(n.name, ())])),
+                "memory_pct": _pct(_mean([u.memory for u in by_node.get(n.name, ())])),
             }
         )
         agg: dict[str, int] = products.setdefault(
@@ -78,4 +114,5 @@ def status(facts: ClusterFacts) -> dict[str, Any]:
         "pods": pods,
         "pending": [f"{p.namespace}/{p.name}" for p in facts.pods if not p.node],
         "skipped": list(facts.skipped),
+        "gpu_use": None if gpu_use is None else {"window": UTIL_WINDOW, "gpus": gpu_rows(gpu_use)},
     }

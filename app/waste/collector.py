@@ -2,7 +2,8 @@
 
 Every query groups `by (namespace, pod, node, gpu, GPU_I_ID)` over all pods (dcgm-exporter's Kubernetes
 mapping adds `namespace`/`pod`; `node` comes from its `Hostname` label, or `hostname` on newer exporters,
-or a relabelled `node`). A MIG slice is its own row, `gpu` = '<index>/<GPU_I_ID>'.
+or a relabelled `node`). A MIG slice is its own row, `gpu` = '<index>/<GPU_I_ID>'. `per_gpu=True` groups
+by GPU alone, busy or idle (the `status` command's utilisation column).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from app.waste.score import GpuUse
 log = logging.getLogger(__name__)
 
 BY = "namespace, pod, node, gpu, GPU_I_ID"
+BY_GPU = "node, gpu, GPU_I_ID"
 
 
 def _node_label(expr: str) -> str:
@@ -28,18 +30,20 @@ def _node_label(expr: str) -> str:
     return f'label_replace({inner}, "node", "$1", "hostname", "(.+)")'
 
 
-def build_queries(window: str = "1h") -> dict[str, str]:
-    """The PromQL of one cycle, by name (instant queries)."""
+def build_queries(window: str = "1h", per_gpu: bool = False) -> dict[str, str]:
+    """The PromQL of one cycle, by name (instant queries): per pod's GPU, or per GPU (`per_gpu`)."""
+    by, selector = (BY_GPU, "") if per_gpu else (BY, 'pod!=""')
 
     def avg(metric: str) -> str:
-        return f'avg_over_time({metric}{{pod!=""}}[{window}])'
+        return f"avg_over_time({metric}{{{selector}}}[{window}])"
 
     mem = f"{avg('DCGM_FI_DEV_FB_USED')} / ({avg('DCGM_FI_DEV_FB_USED')} + {avg('DCGM_FI_DEV_FB_FREE')})"
     return {
-        "memory": f"avg by ({BY}) ({_node_label(mem)})",
+        "memory": f"avg by ({by}) ({_node_label(mem)})",
+        # GR_ENGINE_ACTIVE works on MIG slices; GPU_UTIL (0 or absent there) only where it is missing
         "compute": (
-            f"avg by ({BY}) ({_node_label(avg('DCGM_FI_PROF_GR_ENGINE_ACTIVE'))})"
-            f" or avg by ({BY}) ({_node_label(avg('DCGM_FI_DEV_GPU_UTIL'))}) / 100"
+            f"avg by ({by}) ({_node_label(avg('DCGM_FI_PROF_GR_ENGINE_ACTIVE'))})"
+            f" or avg by ({by}) ({_node_label(avg('DCGM_FI_DEV_GPU_UTIL'))}) / 100"
         ),
     }
 
@@ -55,13 +59,14 @@ def _key(metric: dict[str, str]) -> tuple[str, str, str, str]:
     )
 
 
-def uses_from_vectors(vectors: dict[str, list[dict[str, Any]]]) -> list[GpuUse]:
-    """Join the `result` lists of `build_queries` into one GpuUse per (namespace, pod, node, gpu)."""
+def uses_from_vectors(vectors: dict[str, list[dict[str, Any]]], per_gpu: bool = False) -> list[GpuUse]:
+    """Join the `result` lists of `build_queries` into one GpuUse per (namespace, pod, node, gpu)
+    (per (node, gpu) with `per_gpu`, namespace and pod then empty)."""
     table: dict[tuple[str, str, str, str], dict[str, float]] = {}
     for name, result in vectors.items():
         for sample in result:
             key = _key(sample.get("metric") or {})
-            if not key[0] or not key[1]:
+            if not (key[2] if per_gpu else key[0] and key[1]):
                 continue
             try:
                 value = float(sample["value"][1])
@@ -84,18 +89,20 @@ class WasteCollector:
         window: str = "1h",
         client: httpx.AsyncClient | None = None,
         timeout: float = 30.0,
+        per_gpu: bool = False,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self.window = window
+        self.per_gpu = per_gpu
         self._client = client or httpx.AsyncClient(timeout=httpx.Timeout(timeout, connect=5.0))
 
     async def _query(self, promql: str) -> list[dict[str, Any]]:
         return await query_vector(self._client, self.base_url, promql)
 
     async def fetch(self) -> list[GpuUse]:
-        queries = build_queries(self.window)
+        queries = build_queries(self.window, self.per_gpu)
         results = await asyncio.gather(*(self._query(q) for q in queries.values()))
-        uses = uses_from_vectors(dict(zip(queries, results, strict=True)))
+        uses = uses_from_vectors(dict(zip(queries, results, strict=True)), self.per_gpu)
         log.debug("waste samples fetched", extra={"gpus": len(uses), "window": self.window})
         return uses
 

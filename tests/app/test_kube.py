@@ -74,6 +74,7 @@ class FakeApi:
         self.list_calls: dict[str, int] = dict.fromkeys(KINDS, 0)
         self.watch_calls: list[tuple[str, str, int]] = []
         self.patches: list[tuple[str, str, str, Obj]] = []
+        self.requests: list[tuple[str, str, Obj | None]] = []
         self.idle_timeout = 5.0
 
     def list(self, kind: str) -> Obj:
@@ -91,6 +92,17 @@ class FakeApi:
         if isinstance(script, Exception):
             raise script
         return FakeStream(script, min(self.idle_timeout, timeout_seconds))
+
+    def request(
+        self, method: str, path: str, body: Obj | None = None, content_type: str | None = None
+    ) -> Obj:
+        """Other calls (Leases, Events, scale…): a GET finds nothing, a write echoes its body."""
+        self.requests.append((method, path, body))
+        if method == "GET":
+            raise ApiException(status=404, reason="Not Found")
+        out = copy.deepcopy(body or {})
+        out.setdefault("metadata", {})["resourceVersion"] = str(len(self.requests))
+        return out
 
     def patch(self, kind: str, name: str, namespace: str, patch: Obj) -> Obj:
         self.patches.append((kind, name, namespace, patch))

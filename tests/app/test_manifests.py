@@ -408,7 +408,6 @@ def test_server_rbac_grants_what_the_code_calls_and_nothing_more() -> None:
 def test_the_rbac_check_can_fail() -> None:
     objs = rendered(".")
     rules = grants(objs, *SERVICE_ACCOUNT)
-    assert not allowed(rules, "apps", frozenset({"deployments/scale"}), "patch")
     assert not allowed(rules, "", frozenset({"nodes"}), "delete")  # nothing of ours deletes Nodes
     text = 'await ctx.cluster.patch("Namespace", n, "", p)\nawait c.evict(p, ns)\nsock.bind((host, 0))\n'
     needs = needs_in(text, "sample")

@@ -49,6 +49,8 @@ def test_every_setting_reads_its_env_variable(name: str, monkeypatch: pytest.Mon
     value = sample.get(type(default), "x-value")
     if isinstance(default, bool):
         value = "False" if default else "True"
+    elif Settings.model_fields[name].annotation == bool | None:  # unset = decided at start
+        value = "True"
     elif isinstance(default, float) and default < 1:  # shares and thresholds
         value = "0.5"
     if name in {"log_level"}:

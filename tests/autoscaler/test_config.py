@@ -1,4 +1,5 @@
-"""Capacity config: parse, validate, merge over default, skip invalid entries, hard-coded fallback."""
+"""Capacity config: parse, validate, merge over default, skip invalid entries, hard-coded fallback,
+older key names, whole-number fields."""
 
 from __future__ import annotations
 
@@ -54,7 +55,9 @@ def test_default_entry(
         ({"llama": LLAMA}, "llama", "inference", 0.9, 4, 0),  # merged over default: q from default
         ({"llama": LLAMA}, "llama", "other", 0.70, 4, 0),  # namespace scoped
         ({"llama": LLAMA}, "qwen", "inference", 0.70, 4, 0),
-        ({"any-ns": "model_id: llama\nqueueLengthThreshold: 9"}, "llama", "x", 0.70, 9, 0),
+        # an override without namespace would match every namespace: rejected, default applies
+        ({"any-ns": "model_id: llama\nqueueLengthThreshold: 9"}, "llama", "x", 0.70, 4, 1),
+        ({"any-ns": "model_id: llama\nqueueLengthThreshold: 9"}, "llama", "inference", 0.70, 4, 1),
         (
             {"bad": "model_id: llama\nnamespace: inference\nkvCacheThreshold: 0.1"},
             "llama",
@@ -87,3 +90,73 @@ def test_queueing_fields() -> None:
     assert (cfgs.default.analyzer, cfgs.default.ttft_slo_ms, cfgs.default.itl_slo_ms) == ("queueing", 500, 50)
     bad = parse_capacity_config({"default": "analyzerName: magic"})
     assert bad.default == HARD_DEFAULTS and bad.errors
+
+
+@pytest.mark.parametrize(
+    ("entry", "attr", "value", "warning"),
+    [
+        ("kvCacheUtilizationThreshold: 0.85", "kv_cache_threshold", 0.85, "kvCacheUtilizationThreshold"),
+        ("kvCacheUtilThreshold: 0.7", "kv_cache_threshold", 0.7, "kvCacheUtilThreshold"),
+        ("queueDepthThreshold: 10", "queue_length_threshold", 10, "queueDepthThreshold"),
+        # s slack replicas kept after the step -> the step needs s + 1 non-saturated replicas now
+        ("minSlackReplicas: 1", "min_non_saturated_replicas", 2, "minSlackReplicas"),
+        ("minSlackReplicas: 3", "min_non_saturated_replicas", 4, "minSlackReplicas"),
+        ("minNonSaturatedReplicas: 3", "min_non_saturated_replicas", 3, None),
+        ("queueLengthThreshold: 5.5", "queue_length_threshold", 5.5, None),  # WVA's float64: kept
+    ],
+)
+def test_older_keys_are_mapped_with_a_warning(
+    entry: str, attr: str, value: float, warning: str | None
+) -> None:
+    for key, data in (
+        ("default", {"default": entry}),
+        ("llama", {"llama": f"model_id: llama\nnamespace: inference\n{entry}"}),
+    ):
+        cfgs = parse_capacity_config(data)
+        cfg = cfgs.default if key == "default" else cfgs.for_model("llama", "inference")
+        assert getattr(cfg, attr) == value
+        assert not [e for e in cfgs.errors if key in e], cfgs.errors
+        if warning is None:
+            assert cfgs.warnings == ()
+        else:
+            (w,) = cfgs.warnings
+            assert f"entry {key!r}" in w and warning in w and "deprecated" in w
+
+
+def test_older_key_entry_from_the_issue_is_no_longer_dropped() -> None:
+    cfgs = parse_capacity_config(
+        {"default": "kvCacheUtilizationThreshold: 0.85\nqueueDepthThreshold: 10\nminSlackReplicas: 1\n"}
+    )
+    assert cfgs.default_source == "configmap" and cfgs.errors == ()
+    d = cfgs.default
+    assert (d.kv_cache_threshold, d.queue_length_threshold, d.min_non_saturated_replicas) == (0.85, 10, 2)
+    assert len(cfgs.warnings) == 3
+
+
+@pytest.mark.parametrize(
+    ("entry", "problem"),
+    [
+        ("minSlackReplicas: 5.5", "whole number"),
+        ("queueDepthThreshold: 5.5", "whole number"),
+        ("minNonSaturatedReplicas: 2.5", "whole number"),
+        ("minNonSaturatedReplicas: 1", ">= 2"),
+        ("minSlackReplicas: 0", ">= 1"),
+        ("minSlackReplicas: true", "must be a number"),
+        ("kvCacheThreshold: 0.8\nkvCacheUtilizationThreshold: 0.9", "both kvCacheThreshold"),
+        ("kvCacheUtilizationThreshold: 1.5", "kvCacheThreshold must be in [0, 1]"),
+    ],
+)
+def test_invalid_entries_are_skipped_whole(entry: str, problem: str) -> None:
+    cfgs = parse_capacity_config({"default": entry})
+    assert cfgs.default == HARD_DEFAULTS and cfgs.default_source == "hard-coded"
+    assert any(problem in e for e in cfgs.errors), cfgs.errors
+    over = parse_capacity_config({"default": DEFAULT, "x": f"model_id: llama\nnamespace: inference\n{entry}"})
+    assert "x" not in str(over.overrides) and any("entry 'x'" in e for e in over.errors)
+    assert over.for_model("llama", "inference") == over.default
+
+
+def test_whole_numbers_accept_integral_values() -> None:
+    cfgs = parse_capacity_config({"default": "minNonSaturatedReplicas: 3.0\nqueueDepthThreshold: '7'"})
+    assert cfgs.default.min_non_saturated_replicas == 3
+    assert isinstance(cfgs.default.min_non_saturated_replicas, int)
+    assert cfgs.default.queue_length_threshold == 7

@@ -11,6 +11,7 @@ from app.autoscaler.saturation import (
     Action,
     EngineParams,
     QueueingInput,
+    Reason,
     Replica,
     ReplicaMetrics,
     ReplicaState,
@@ -171,11 +172,54 @@ def test_unknown_data_holds_with_reason() -> None:
     stale = Variant(**{**v.__dict__, "replicas": (v.replicas[0], Replica("a-1", True, m(0.9, 9, age=600)))})
     out = decide_model([stale], CFG, P)
     assert out[0].action is Action.HOLD and out[0].desired == 2
-    assert "no fresh metrics for a-1" in out[0].reasons[0]
+    assert "metrics older than 90s for a-1" in out[0].reasons[0]
+    assert out[0].code is Reason.METRICS_STALE
     no_metrics = Variant(
         **{**v.__dict__, "replicas": (Replica("a-0", True, None), Replica("a-1", True, None))}
     )
-    assert decide_model([no_metrics], CFG, P)[0].action is Action.HOLD
+    (held,) = decide_model([no_metrics], CFG, P)
+    assert held.action is Action.HOLD and held.code is Reason.METRICS_MISSING
+    assert "no fresh metrics for a-0, a-1" in held.reasons[0]
+
+
+COLD = [(0.1, 0)]
+
+
+@pytest.mark.parametrize(
+    ("variants", "codes"),
+    [
+        # every replica saturated -> the cheap one scales up, the other has no change this cycle
+        ([variant("cheap", 10, HOT), variant("dear", 40, HOT)], {"cheap": "ScaleUp", "dear": "NoChange"}),
+        (
+            [variant("cheap", 10, COLD * 2), variant("dear", 40, COLD * 2)],
+            {"cheap": "NoChange", "dear": "ScaleDown"},
+        ),
+        ([variant("a", 10, [(0.5, 0)])], {"a": "WithinBand"}),
+        ([variant("a", 10, HOT, max_r=1)], {"a": "AtMaxReplicas"}),
+        ([variant("a", 10, COLD * 2, min_r=2)], {"a": "AtMinReplicas"}),
+        ([variant("a", 10, HOT, current=2, ready=1)], {"a": "ReplicasStarting"}),
+        # bounds: a variant below its minReplicas is raised whatever the engine said
+        ([variant("a", 10, [(0.5, 0)], min_r=3)], {"a": "MinReplicas"}),
+        ([variant("a", 10, [(0.5, 0)] * 3, max_r=2)], {"a": "MaxReplicas"}),
+    ],
+)
+def test_reason_codes(variants: list[Variant], codes: dict[str, str]) -> None:
+    assert {d.variant.name: d.code.value for d in decide_model(variants, CFG, P)} == codes
+
+
+@pytest.mark.parametrize(
+    ("min_non_saturated", "loads", "down"),
+    [
+        (2, [(0.1, 0)] * 2, True),  # WVA's built-in: 2 non-saturated replicas may lose one
+        (3, [(0.1, 0)] * 2, False),  # minSlackReplicas: 2 -> needs 3
+        (3, [(0.1, 0)] * 3, True),
+    ],
+)
+def test_min_non_saturated_replicas(
+    min_non_saturated: int, loads: list[tuple[float, float]], down: bool
+) -> None:
+    cfg = CapacityConfig(min_non_saturated_replicas=min_non_saturated)
+    assert analyze([m(kv, q) for kv, q in loads], cfg).scale_down_safe is down
 
 
 @pytest.mark.parametrize(
