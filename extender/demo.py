@@ -171,6 +171,6 @@ def act(run: DemoRun) -> None:
         )
     run.console.print(table)
     run.console.print(
-        "score = round((0.40·topology + 0.35·resource + 0.25·balance) / 10), parts 0..100; "
-        "see docs/scheduling.md"
+        "total = 0.40·topology + 0.35·resource + 0.25·balance (parts 0..100); score: 10 for the best node, "
+        "at most 8 for the others (decisive scores, docs/scheduling.md)"
     )
