@@ -14,11 +14,11 @@ from fastapi import APIRouter
 from prometheus_client import Counter, Histogram
 
 from app.context import AppContext
+from app.gpu.mig import offered_profiles
 from app.metrics import REGISTRY
 from app.settings import Settings
 from webhook.decide import Params, decide, fail_open, history_key
 from webhook.history import HistoryResult, HistorySource, PrometheusHistory, UsageHistory
-from webhook.mig import offered_profiles
 from webhook.models import ReviewError, parse_review
 
 log = logging.getLogger(__name__)

@@ -12,8 +12,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from app.gpu.mig import geometry_for, known_profile_names
 from webhook.history import HistoryResult, WorkloadKey, workload_key
-from webhook.mig import Decision, choose_profile, geometry_for, known_profile_names, smaller
+from webhook.mig import Decision, choose_profile, smaller
 from webhook.models import AdmissionResponse, AdmissionReview
 from webhook.patch import (
     ANN_MIG,

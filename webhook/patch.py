@@ -11,7 +11,7 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from webhook.mig import GPU_RESOURCE, profile_resource
+from app.gpu.mig import GPU_RESOURCE, profile_resource
 
 ANN_PREFIX = "gpu-autoscaler.io/"
 ANN_MIG = ANN_PREFIX + "mig"

@@ -11,9 +11,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from app.gpu.mig import mig_compute_fraction
 from extender.inventory import ANN_TOPOLOGY, InventoryError, NodeInfo, parse_node, parse_pod
 from webhook.history import WorkloadKey, workload_key
-from webhook.mig import mig_compute_fraction
 
 log = logging.getLogger(__name__)
 
