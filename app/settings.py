@@ -96,7 +96,7 @@ class Settings(BaseSettings):
     mig_config: Path | None = Field(None, description="mig-parted config file (default: the ConfigMap below)")
     mig_config_configmap: str = Field(
         "gpu-operator/default-mig-parted-config",
-        description="NAMESPACE/NAME of the ConfigMap mig-manager reads (ClusterPolicy migManager.config.name)",
+        description="NAMESPACE/NAME of the ConfigMap mig-manager reads (ClusterPolicy migManager.config)",
     )
     mig_node_selector: str = Field(
         "nvidia.com/mig.config", description="label selector of the nodes whose MIG layout may change"
@@ -118,7 +118,7 @@ class Settings(BaseSettings):
     )
     sharing_configmap: str = Field(
         "gpu-operator/device-plugin-config",
-        description="NAMESPACE/NAME of the device plugin's config ConfigMap (ClusterPolicy devicePlugin.config)",
+        description="NAMESPACE/NAME of the device plugin ConfigMap (ClusterPolicy devicePlugin.config)",
     )
     sharing_node_selector: str = Field(
         "nvidia.com/device-plugin.config", description="label selector of the nodes whose sharing may change"

@@ -1,4 +1,4 @@
-"""Where the MIG planner's layouts and target mix come from: a file, the cluster's ConfigMap, or the bundle."""
+"""Where the MIG planner's layouts and target mix come from: a file, the cluster's ConfigMap, the bundle."""
 
 from __future__ import annotations
 
