@@ -21,19 +21,17 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
 from app.gpu.mig import GpuGeometry, compute_class
 from app.gpu.migparted import GpuLayout, MigConfigSet
-from app.mig.rollout import Request, Status, in_cooldown, request_status
+from app.mig.rollout import NodeDecision, Request, Status, in_cooldown, request_status
 
 #: mig-manager's states (label `nvidia.com/mig.config.state`)
 IN_FLIGHT_STATES = ("pending", "rebooting")
 FAILED_STATE = "failed"
 #: the smallest improvement of the mix distance (sum of share differences, 0..2) worth a reconfiguration
 MIX_MIN_GAIN = 0.05
-
-Action = Literal["keep", "reconfigure", "blocked"]
 
 
 @dataclass(frozen=True)
@@ -71,16 +69,9 @@ class PlanParams:
 
 
 @dataclass
-class NodePlan:
-    node: str
-    current: str | None
-    target: str | None
-    action: Action
-    reason: str
-    blocked_by: list[str] = field(default_factory=list)
-    state: str = ""
-    request: Status = "none"
-    #: free slices per profile now and under the target
+class NodePlan(NodeDecision):
+    """A node's decision plus its slices: free now and under the target, the GPUs that change."""
+
     free: dict[str, int] = field(default_factory=dict)
     target_free: dict[str, int] = field(default_factory=dict)
     changed_gpus: list[int] = field(default_factory=list)
@@ -88,14 +79,7 @@ class NodePlan:
 
     def as_dict(self) -> dict[str, Any]:
         return {
-            "node": self.node,
-            "current": self.current,
-            "target": self.target,
-            "action": self.action,
-            "reason": self.reason,
-            "blocked_by": list(self.blocked_by),
-            "state": self.state,
-            "request": self.request,
+            **super().as_dict(),
             "free": dict(self.free),
             "target_free": dict(self.target_free),
             "changed_gpus": list(self.changed_gpus),
@@ -306,8 +290,6 @@ def plan(nodes: Sequence[MigNode], demand: Demand, configs: MigConfigSet, params
             node.name,
             node.config or None,
             node.config or None,
-            "keep",
-            "",
             state=node.state,
             request=status,
             free=dict(chosen[node.name].free),
@@ -466,3 +448,20 @@ def _shows(node: MigNode, configs: MigConfigSet) -> bool:
     want = layout_capacity([g for g in per_gpu if g is not None])
     have = {p: n for p, n in node.allocatable.items() if n}
     return want == have
+
+
+def change_blocker(node: MigNode, target: str, configs: MigConfigSet) -> str:
+    """Why `node` may not take layout `target` right now ('' = it may): the check made on a fresh view just
+    before the label is written, since pods may have been bound since the plan."""
+    if node.geo is None or not node.gpus:
+        return "GPU model or count unknown"
+    if node.state in IN_FLIGHT_STATES or node.state == FAILED_STATE:
+        return f"mig-manager state is {node.state}"
+    if not configs.usable(target, node.geo):
+        return f"layout {target} does not suit {node.geo.key}"
+    opt = _option(node, target, configs, current_gpus(node, configs))
+    if opt is None:
+        return f"the GPUs {target} leaves alone have an unknown layout"
+    if opt.blocked_by:
+        return f"running pods use GPU(s) it would change: {', '.join(opt.blocked_by)}"
+    return ""

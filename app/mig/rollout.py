@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
 
@@ -21,6 +21,34 @@ from typing import Any, Literal
 Status = Literal["none", "in_progress", "stuck", "success", "failed"]
 #: results worth reporting once each (an Event and a metric)
 REPORTED: tuple[Status, ...] = ("stuck", "success", "failed")
+#: keep: nothing to do; reconfigure: change the label now; blocked: a better config is held back
+Action = Literal["keep", "reconfigure", "blocked"]
+
+
+@dataclass
+class NodeDecision:
+    """One node's line of a plan: the JSON both `mig plan` and `sharing plan` print, and the console shows."""
+
+    node: str
+    current: str | None
+    target: str | None
+    action: Action = "keep"
+    reason: str = ""
+    blocked_by: list[str] = field(default_factory=list)  # running pods holding the node
+    state: str = ""  # what the applier reports (mig-manager's state; sharing: the GFD labels)
+    request: Status = "none"  # our last request on the node
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "node": self.node,
+            "current": self.current,
+            "target": self.target,
+            "action": self.action,
+            "reason": self.reason,
+            "blocked_by": list(self.blocked_by),
+            "state": self.state,
+            "request": self.request,
+        }
 
 
 @dataclass(frozen=True)
