@@ -22,6 +22,7 @@ SUBCOMMAND_MODULES: tuple[str, ...] = (
     "extender.replay.cli",
     "app.agent.command",
     "app.commands.ops",
+    "app.mig.cli",
 )
 
 

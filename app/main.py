@@ -40,6 +40,12 @@ def default_components() -> list[ComponentFactory]:
     from app.waste.component import WasteComponent
 
     factories.append(WasteComponent)
+    from app.mig.component import MigComponent
+
+    factories.append(MigComponent)
+    from app.sharing.component import SharingComponent
+
+    factories.append(SharingComponent)
     return factories
 
 

@@ -16,7 +16,7 @@ profile names on a smaller GPU) is only unusable on the latter, as mig-manager w
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import cache
 from importlib import resources
@@ -104,12 +104,14 @@ class MigConfigSet:
             return False
         return any(e.applies_to(geo) for e in layout.entries)
 
-    def notes(self) -> list[str]:
-        """Layouts that fit one GPU model but not another with the same profile names."""
+    def notes(self, models: Iterable[str] | None = None) -> list[str]:
+        """Layouts that fit one GPU model but not another with the same profile names (of `models` only,
+        when given: the models the cluster has)."""
+        wanted = None if models is None else set(models)
         return [
             f"{name} cannot be used on {key}: {why}"
             for (name, key), why in sorted(self.unusable.items())
-            if why != FOREIGN
+            if why != FOREIGN and (wanted is None or key in wanted)
         ]
 
 

@@ -19,23 +19,24 @@ from typing import Any
 from fastapi import APIRouter
 from prometheus_client import Counter, Gauge
 
-from app.cluster.base import ApiError
 from app.cluster.selectors import parse_selector
 from app.context import AppContext
 from app.gpu.migparted import MigConfigSet
 from app.loops import PeriodicLoop
 from app.metrics import REGISTRY
+from app.mig.actor import LabelActor
 from app.mig.config import load_mig_configs, parse_mix, split_ref
 from app.mig.inputs import (
     ANN_REQUEST,
     LABEL_CONFIG,
+    LABEL_STATE,
     mig_demand,
     mig_nodes,
     pod_facts,
     recent_from_pods,
 )
 from app.mig.plan import IN_FLIGHT_STATES, MigNode, MigPlan, PlanParams, change_blocker, plan
-from app.mig.rollout import REPORTED, Request, Status
+from app.mig.rollout import REPORTED
 from app.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -53,13 +54,13 @@ MIG_RECONFIGURATIONS = Counter(
     registry=REGISTRY,
 )
 
-#: Event reason and type per reported result
-_EVENTS: dict[str, tuple[str, str]] = {
+EVENTS = {
+    "requested": ("MigReconfigure", "Normal"),
     "success": ("MigReconfigured", "Normal"),
     "failed": ("MigReconfigureFailed", "Warning"),
     "stuck": ("MigReconfigureStuck", "Warning"),
 }
-_RESULT_METRIC = {"success": "success", "failed": "failed", "stuck": "timeout"}
+RESULTS = {"success": "success", "failed": "failed", "stuck": "timeout"}
 
 
 class MigComponent:
@@ -69,20 +70,27 @@ class MigComponent:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.apply = settings.mig_apply
         self.selector = parse_selector(settings.mig_node_selector)
         self.mix = parse_mix(settings.mig_target_mix)
+        self.actor = LabelActor("mig", LABEL_CONFIG, ANN_REQUEST, MIG_RECONFIGURATIONS, EVENTS)
+        self.actor.apply = settings.mig_apply
         self.clock: Callable[[], float] = time.time
         self.last: MigPlan | None = None
         self.last_cycle: float | None = None
-        self.actions: list[dict[str, Any]] = []  # the latest writes (and dry-run intents), newest last
         self.config_note = ""
         self._ctx: AppContext | None = None
         self._loop: PeriodicLoop | None = None
         self._pending_since: dict[str, float] = {}
         self._reported_stuck: set[tuple[str, str]] = set()
         self._exported: set[tuple[str, str, str]] = set()
-        self._logged: dict[str, tuple[str, str | None, str]] = {}
+
+    @property
+    def apply(self) -> bool:
+        return self.actor.apply
+
+    @apply.setter
+    def apply(self, value: bool) -> None:
+        self.actor.apply = value
 
     # -- Component protocol ------------------------------------------------------------------------
     def router(self) -> APIRouter:
@@ -94,8 +102,12 @@ class MigComponent:
 
         return r
 
-    async def start(self, ctx: AppContext) -> None:
+    def attach(self, ctx: AppContext) -> None:
+        """Use `ctx` without starting the loop (the CLI plans once from a snapshot)."""
         self._ctx = ctx
+
+    async def start(self, ctx: AppContext) -> None:
+        self.attach(ctx)
         self._loop = PeriodicLoop(
             "mig", self.settings.mig_interval, self.cycle, gate=lambda: ctx.leadership.is_leader
         )
@@ -118,15 +130,10 @@ class MigComponent:
     def describe(self) -> dict[str, Any]:
         """The latest plan in the CLI's JSON shape, plus whether it acts and what it last did."""
         body: dict[str, Any] = self.last.as_dict() if self.last else {"nodes": [], "unmet": {}}
-        body.update(
-            apply=self.apply,
-            last_cycle=self.last_cycle,
-            actions=list(self.actions),
-            config_note=self.config_note,
-        )
+        body.update(apply=self.apply, last_cycle=self.last_cycle, actions=list(self.actor.actions))
         return body
 
-    # -- one cycle ---------------------------------------------------------------------------------
+    # -- planning ----------------------------------------------------------------------------------
     def configs(self) -> MigConfigSet:
         assert self._ctx is not None
         namespace, name = split_ref(self.settings.mig_config_configmap)
@@ -140,11 +147,9 @@ class MigComponent:
     def recent(self, pods: list[dict[str, Any]], now: float) -> dict[str, int]:
         """Slices the webhook chose in the window: its own record when it runs here, else the pods."""
         assert self._ctx is not None
-        since = now - self.settings.mig_demand_window
-        webhook = self._ctx.components.get("webhook")
-        journal = getattr(webhook, "recent_slices", None)
+        journal = getattr(self._ctx.components.get("webhook"), "recent_slices", None)
         if journal is not None:
-            return dict(journal(since))
+            return dict(journal(now - self.settings.mig_demand_window))
         return recent_from_pods(pods, now, self.settings.mig_demand_window)
 
     def build(self, now: float) -> tuple[list[MigNode], MigPlan]:
@@ -154,7 +159,6 @@ class MigComponent:
         nodes_raw, pods = cluster.list("Node"), cluster.list("Pod")
         facts = pod_facts(pods)
         nodes = mig_nodes(nodes_raw, facts, self.selector, self._track_pending(nodes_raw, now))
-        configs = self.configs()
         params = PlanParams(
             now=now,
             target_mix=self.mix,
@@ -162,123 +166,62 @@ class MigComponent:
             cooldown_s=self.settings.mig_cooldown,
             timeout_s=self.settings.mig_pending_timeout,
         )
-        result = plan(nodes, mig_demand(facts, self.recent(pods, now)), configs, params)
+        result = plan(nodes, mig_demand(facts, self.recent(pods, now)), self.configs(), params)
         if self.config_note:
             result.notes.insert(0, self.config_note)
+        result.notes.extend(facts.skipped)
         return nodes, result
 
+    # -- one cycle ---------------------------------------------------------------------------------
     async def cycle(self) -> MigPlan:
+        assert self._ctx is not None
         now = self.clock()
         nodes, result = self.build(now)
         self.last, self.last_cycle = result, now
         self._export(nodes)
-        self._log(result)
+        self.actor.log_decisions(result.nodes, unmet=result.unmet)
         await self._follow(nodes, result, now)
         for np in result.nodes:
-            if np.action == "reconfigure" and np.target:
-                await self._request(np.node, np.current or "", np.target, np.reason, now)
+            if np.action != "reconfigure" or not np.target:
+                continue
+            if self.apply:
+                # the view may have moved since the plan (a pod bound, the label changed): check again
+                fresh = next((n for n in self.build(now)[0] if n.name == np.node), None)
+                blocker = change_blocker(fresh, np.target, self.configs()) if fresh else "node gone"
+                if fresh is not None and fresh.config != (np.current or ""):
+                    blocker = f"label changed to {fresh.config or '(none)'} meanwhile"
+                if blocker:
+                    log.info(
+                        "mig change skipped", extra={"node": np.node, "target": np.target, "why": blocker}
+                    )
+                    continue
+            await self.actor.request(self._ctx, np.node, np.current or "", np.target, np.reason, now)
         return result
-
-    # -- acting ------------------------------------------------------------------------------------
-    def _record(self, **action: Any) -> None:
-        self.actions.append(action)
-        del self.actions[:-50]
-
-    async def _request(self, node_name: str, current: str, target: str, reason: str, now: float) -> None:
-        """Set the label (with our request annotation) after checking the node once more."""
-        assert self._ctx is not None
-        if not self.apply:
-            self._record(node=node_name, action="reconfigure", target=target, dry_run=True, at=now)
-            log.info(
-                "mig dry-run",
-                extra={"node": node_name, "current": current, "target": target, "why": reason},
-            )
-            return
-        # the view may have moved since the plan (a pod bound, the label changed): check again
-        nodes, _ = self.build(now)
-        fresh = next((n for n in nodes if n.name == node_name), None)
-        blocker = change_blocker(fresh, target, self.configs()) if fresh else "node gone"
-        if fresh is not None and fresh.config != current:
-            blocker = f"label changed to {fresh.config or '(none)'} meanwhile"
-        if blocker:
-            log.info("mig change skipped", extra={"node": node_name, "target": target, "why": blocker})
-            return
-        request = Request(target, current, now)
-        patch = {
-            "metadata": {
-                "labels": {LABEL_CONFIG: target},
-                "annotations": {ANN_REQUEST: request.to_annotation()},
-            }
-        }
-        try:
-            obj = await self._ctx.cluster.patch("Node", node_name, "", patch)
-        except ApiError as exc:
-            MIG_RECONFIGURATIONS.labels(node_name, "error").inc()
-            log.warning("mig label not set", extra={"node": node_name, "target": target, "error": str(exc)})
-            return
-        MIG_RECONFIGURATIONS.labels(node_name, "requested").inc()
-        self._record(node=node_name, action="reconfigure", target=target, dry_run=False, at=now)
-        log.info(
-            "mig reconfigure requested",
-            extra={"node": node_name, "current": current, "target": target, "why": reason},
-        )
-        await self._ctx.recorder.emit(
-            obj,
-            "MigReconfigure",
-            f"nvidia.com/mig.config {current or '(none)'} -> {target}: {reason}",
-            action="Reconfigure",
-        )
 
     async def _follow(self, nodes: list[MigNode], result: MigPlan, now: float) -> None:
         """Report once each outcome of our requests, and nodes stuck in pending without one of ours."""
         assert self._ctx is not None
+        timeout = self.settings.mig_pending_timeout
         for node in nodes:
             np = result.node(node.name)
-            status: Status = np.request if np else "none"
-            if status in REPORTED and node.request is not None and node.request.result != status:
-                await self._report(node, status, now)
+            status = np.request if np else "none"
+            req = node.request
+            if status in REPORTED and req is not None and req.result != status:
+                text = {
+                    "success": f"{LABEL_CONFIG}={req.config} is in effect (was {req.previous or '(none)'})",
+                    "failed": f"mig-manager failed to apply {req.config}; the node is left alone until its "
+                    f"{LABEL_CONFIG} label is changed by hand",
+                    "stuck": f"{req.config} requested {now - req.at:.0f}s ago and still not in effect "
+                    f"({LABEL_STATE}={node.state or '(none)'})",
+                }[status]
+                await self.actor.report(self._ctx, node.name, req, status, text, RESULTS[status])
             elif status == "none" and node.state in IN_FLIGHT_STATES and node.pending_since is not None:
                 key = (node.name, node.config)
-                timeout = self.settings.mig_pending_timeout
-                if now - node.pending_since > timeout and key not in self._reported_stuck:
+                if now - node.pending_since > timeout and key not in self._reported_stuck and self.apply:
                     self._reported_stuck.add(key)
                     MIG_RECONFIGURATIONS.labels(node.name, "timeout").inc()
                     text = f"mig-manager {node.state} on {node.config} for over {timeout:.0f}s"
-                    await self._event(node.name, "MigReconfigureStuck", text, "Warning")
-
-    async def _report(self, node: MigNode, status: Status, now: float) -> None:
-        assert self._ctx is not None and node.request is not None
-        if not self.apply:
-            return  # dry-run writes nothing, not even the bookkeeping of an earlier run's request
-        req = node.request
-        reason, kind = _EVENTS[status]
-        text = {
-            "success": f"nvidia.com/mig.config={req.config} is in effect (was {req.previous or '(none)'})",
-            "failed": f"mig-manager failed to apply {req.config}; the node is left alone until its "
-            "nvidia.com/mig.config label is changed by hand",
-            "stuck": f"{req.config} requested {now - req.at:.0f}s ago and still not in effect "
-            f"(state {node.state or '?'})",
-        }[status]
-        MIG_RECONFIGURATIONS.labels(node.name, _RESULT_METRIC[status]).inc()
-        log.log(
-            logging.INFO if status == "success" else logging.WARNING,
-            "mig reconfigure " + status,
-            extra={"node": node.name, "config": req.config, "previous": req.previous, "state": node.state},
-        )
-        done = Request(req.config, req.previous, req.at, status)
-        try:
-            await self._ctx.cluster.patch(
-                "Node", node.name, "", {"metadata": {"annotations": {ANN_REQUEST: done.to_annotation()}}}
-            )
-        except ApiError as exc:
-            log.warning("mig request not updated", extra={"node": node.name, "error": str(exc)})
-        await self._event(node.name, reason, text, kind)
-
-    async def _event(self, node_name: str, reason: str, text: str, kind: str) -> None:
-        assert self._ctx is not None
-        obj = self._ctx.cluster.get("Node", node_name) or {"kind": "Node", "metadata": {"name": node_name}}
-        obj = {"kind": "Node", "apiVersion": "v1", **obj}
-        await self._ctx.recorder.emit(obj, reason, text, type="Warning" if kind == "Warning" else "Normal")
+                    await self.actor.event(self._ctx, node.name, "MigReconfigureStuck", text, "Warning")
 
     # -- bookkeeping -------------------------------------------------------------------------------
     def _track_pending(self, nodes: list[dict[str, Any]], now: float) -> Mapping[str, float]:
@@ -286,8 +229,7 @@ class MigComponent:
         seen = set()
         for obj in nodes:
             meta = obj.get("metadata") or {}
-            state = (meta.get("labels") or {}).get("nvidia.com/mig.config.state", "")
-            if state in IN_FLIGHT_STATES:
+            if (meta.get("labels") or {}).get(LABEL_STATE, "") in IN_FLIGHT_STATES:
                 name = str(meta.get("name"))
                 seen.add(name)
                 self._pending_since.setdefault(name, now)
@@ -307,26 +249,3 @@ class MigComponent:
         for labels in self._exported - current:
             MIG_SLICES.remove(*labels)
         self._exported = current
-
-    def _log(self, result: MigPlan) -> None:
-        """One decision line per node whose decision changed since the last cycle."""
-        for np in result.nodes:
-            key = (np.action, np.target, np.reason)
-            if self._logged.get(np.node) == key:
-                continue
-            self._logged[np.node] = key
-            log.info(
-                "mig decision",
-                extra={
-                    "node": np.node,
-                    "action": np.action,
-                    "current": np.current,
-                    "target": np.target,
-                    "why": np.reason,
-                    "blocked_by": np.blocked_by,
-                    "state": np.state,
-                    "free": np.free,
-                    "unmet": result.unmet,
-                    "apply": self.apply,
-                },
-            )

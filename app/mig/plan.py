@@ -375,7 +375,7 @@ def plan(nodes: Sequence[MigNode], demand: Demand, configs: MigConfigSet, params
             np.reason = f"{gain}, but {why}"
         else:
             np.reason = f"{gain}, but at most {params.max_parallel} node(s) reconfigure at once"
-    notes = configs.notes()
+    notes = configs.notes({n.geo.key for n in nodes if n.geo is not None})
     return MigPlan(
         [plans[n.name] for n in sorted(nodes, key=lambda n: n.name)],
         _unmet(chosen, demand),

@@ -1,0 +1,172 @@
+"""The GPU-sharing controller: plans the sharing pool every `sharing_interval` seconds and, with
+`--sharing-apply`, moves nodes in or out of it by setting `nvidia.com/device-plugin.config` (a key of the
+device plugin's ConfigMap). The device plugin applies it; GPU Feature Discovery then labels the node
+`nvidia.com/gpu.sharing-strategy` and `nvidia.com/gpu.replicas`, which is how a request is seen done.
+Only the leader acts; every replica serves `GET /sharing/plan`.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+from fastapi import APIRouter
+from prometheus_client import Counter, Gauge
+
+from app.cluster.selectors import parse_selector
+from app.context import AppContext
+from app.loops import PeriodicLoop
+from app.metrics import REGISTRY
+from app.mig.actor import LabelActor
+from app.mig.config import split_ref
+from app.mig.inputs import pod_facts
+from app.mig.rollout import REPORTED
+from app.settings import Settings
+from app.sharing.config import LABEL_CONFIG, parse_configmap
+from app.sharing.inputs import ANN_REQUEST, pending_shares, share_nodes
+from app.sharing.plan import ShareNode, SharingParams, SharingPlan, plan
+
+log = logging.getLogger(__name__)
+
+SHARING_RECONFIGURATIONS = Counter(
+    "gpu_autoscaler_sharing_reconfigurations_total",
+    "Device-plugin config changes by result: requested, success, timeout, error (write refused)",
+    ["node", "result"],
+    registry=REGISTRY,
+)
+SHARED_GPUS = Gauge(
+    "gpu_autoscaler_sharing_pool_gpus",
+    "Physical GPUs of the sharing pool: shared now (current) and needed by the plan (needed)",
+    ["state"],
+    registry=REGISTRY,
+)
+
+EVENTS = {
+    "requested": ("SharingReconfigure", "Normal"),
+    "success": ("SharingReconfigured", "Normal"),
+    "stuck": ("SharingReconfigureStuck", "Warning"),
+    "failed": ("SharingReconfigureFailed", "Warning"),
+}
+RESULTS = {"success": "success", "stuck": "timeout", "failed": "failed"}
+
+
+class SharingComponent:
+    """Plans every cycle; acts only with `sharing_apply` and only while leader."""
+
+    name = "sharing"
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.selector = parse_selector(settings.sharing_node_selector)
+        self.actor = LabelActor("sharing", LABEL_CONFIG, ANN_REQUEST, SHARING_RECONFIGURATIONS, EVENTS)
+        self.actor.apply = settings.sharing_apply
+        self.clock: Callable[[], float] = time.time
+        self.last: SharingPlan | None = None
+        self.last_cycle: float | None = None
+        self._ctx: AppContext | None = None
+        self._loop: PeriodicLoop | None = None
+
+    @property
+    def apply(self) -> bool:
+        return self.actor.apply
+
+    @apply.setter
+    def apply(self, value: bool) -> None:
+        self.actor.apply = value
+
+    def router(self) -> APIRouter:
+        r = APIRouter()
+
+        @r.get("/sharing/plan")
+        async def sharing_plan() -> dict[str, Any]:
+            return self.describe()
+
+        return r
+
+    def attach(self, ctx: AppContext) -> None:
+        """Use `ctx` without starting the loop (the CLI plans once from a snapshot)."""
+        self._ctx = ctx
+
+    async def start(self, ctx: AppContext) -> None:
+        self.attach(ctx)
+        self._loop = PeriodicLoop(
+            "sharing", self.settings.sharing_interval, self.cycle, gate=lambda: ctx.leadership.is_leader
+        )
+        self._loop.start()
+        log.info(
+            "sharing controller started",
+            extra={"apply": self.apply, "strategy": self.settings.sharing_strategy},
+        )
+
+    async def stop(self) -> None:
+        if self._loop is not None:
+            await self._loop.stop()
+            self._loop = None
+
+    def describe(self) -> dict[str, Any]:
+        body: dict[str, Any] = self.last.as_dict() if self.last else {"nodes": [], "unmet": {}}
+        body.update(apply=self.apply, last_cycle=self.last_cycle, actions=list(self.actor.actions))
+        return body
+
+    def build(self, now: float) -> tuple[list[ShareNode], SharingPlan]:
+        """Inputs from the cluster view and the plan over them (no writes)."""
+        assert self._ctx is not None
+        cluster = self._ctx.cluster
+        pods = cluster.list("Pod")
+        facts = pod_facts(pods)
+        nodes, skipped = share_nodes(cluster.list("Node"), facts, self.selector)
+        namespace, name = split_ref(self.settings.sharing_configmap)
+        cm = cluster.get("ConfigMap", name, namespace) if name else None
+        configs = parse_configmap(cm, self.settings.sharing_configmap)
+        webhook = self._ctx.components.get("webhook")
+        wanted = getattr(webhook, "recent_wanted_shares", None)
+        recent = list(wanted(now - self.settings.mig_demand_window)) if wanted is not None else []
+        params = SharingParams(
+            now=now,
+            strategy=self.settings.sharing_strategy,
+            off_config=self.settings.sharing_off_config,
+            max_parallel=self.settings.sharing_max_parallel,
+            cooldown_s=self.settings.sharing_cooldown,
+            timeout_s=self.settings.sharing_timeout,
+        )
+        result = plan(nodes, pending_shares(facts) + recent, configs, params)
+        result.notes.extend(skipped + facts.skipped)
+        if recent:
+            result.notes.append(
+                f"{len(recent)} share(s) the webhook wanted lately while no pool could take them"
+            )
+        return nodes, result
+
+    async def cycle(self) -> SharingPlan:
+        assert self._ctx is not None
+        now = self.clock()
+        nodes, result = self.build(now)
+        self.last, self.last_cycle = result, now
+        SHARED_GPUS.labels("current").set(result.pool.get("gpus_shared", 0))
+        SHARED_GPUS.labels("needed").set(result.pool.get("gpus_needed", 0))
+        self.actor.log_decisions(result.nodes, pool=result.pool, unmet=result.unmet)
+        for node in nodes:
+            np = result.node(node.name)
+            req = node.request
+            if np is None or req is None or np.request not in REPORTED or req.result == np.request:
+                continue
+            text = {
+                "success": f"{LABEL_CONFIG}={req.config} is in effect ({np.sharing})",
+                "stuck": f"{req.config} asked {now - req.at:.0f}s ago; the node still shows {np.sharing}",
+                "failed": f"{req.config} failed",
+            }[np.request]
+            await self.actor.report(self._ctx, node.name, req, np.request, text, RESULTS[np.request])
+        for np in result.nodes:
+            if np.action != "reconfigure" or not np.target:
+                continue
+            if self.apply:
+                fresh = next((n for n in self.build(now)[0] if n.name == np.node), None)
+                if fresh is None or fresh.pods or fresh.config != (np.current or ""):
+                    log.info(
+                        "sharing change skipped", extra={"node": np.node, "why": "the node changed meanwhile"}
+                    )
+                    continue
+            await self.actor.request(self._ctx, np.node, np.current or "", np.target, np.reason, now)
+        return result
