@@ -86,7 +86,13 @@ def test_scheduler_extender_config() -> None:
 
 def test_webhook_registration_follows_the_contract() -> None:
     (cfg,) = docs("webhook/mutatingwebhookconfiguration.yaml")
-    (hook,) = cfg["webhooks"]
-    assert hook["clientConfig"]["service"]["path"] == "/mutate"
+    hook, sharing = cfg["webhooks"]
+    for h in (hook, sharing):
+        assert h["clientConfig"]["service"]["path"] == "/mutate"
+        assert h["admissionReviewVersions"] == ["v1"] and h["sideEffects"] == "None"
+        assert h["failurePolicy"] == "Ignore"
     assert hook["namespaceSelector"]["matchLabels"] == {"gpu-autoscaler.io/mig-rewrite": "enabled"}
-    assert hook["admissionReviewVersions"] == ["v1"] and hook["sideEffects"] == "None"
+    # the sharing entry takes the namespaces the MIG entry does not: never both for one pod
+    assert sharing["namespaceSelector"]["matchLabels"] == {"gpu-autoscaler.io/sharing": "enabled"}
+    (expr,) = sharing["namespaceSelector"]["matchExpressions"]
+    assert expr == {"key": "gpu-autoscaler.io/mig-rewrite", "operator": "NotIn", "values": ["enabled"]}
