@@ -104,9 +104,7 @@ def parse_config(name: str, text: str) -> SharingConfig:
 def parse_configmap(obj: Mapping[str, Any] | None, source: str) -> SharingConfigSet:
     """Every usable config of the device plugin's ConfigMap; the unusable ones listed in `errors`."""
     if obj is None:
-        return SharingConfigSet(
-            {}, source, [f"ConfigMap {source} not found: no sharing config to choose from"]
-        )
+        return SharingConfigSet({}, source, [f"ConfigMap {source} not found: no sharing config to pick"])
     data = obj.get("data") or {}
     out = SharingConfigSet({}, source)
     for key, text in sorted(data.items()):

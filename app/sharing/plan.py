@@ -15,6 +15,7 @@ change re-advertises every GPU, so a node running any GPU pod is never changed (
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -146,13 +147,15 @@ def plan(
     for n in nodes:
         if n.name in in_pool:
             shares.extend(n.shares)
-    best: tuple[int, int, int, SharingConfig] | None = None
+    # ties go to the config the pool already runs (no churn), then to fewer replicas
+    running = Counter(n.config for n in nodes if n.name in in_pool)
+    best: tuple[int, int, int, int, SharingConfig] | None = None
     for c in candidates:
         gpus, misfit = pack(shares, c.replicas, mps)
-        key = (misfit, gpus, c.replicas, c)
-        if best is None or key[:3] < best[:3]:
+        key = (misfit, gpus, -running.get(c.name, 0), c.replicas, c)
+        if best is None or key[:4] < best[:4]:
             best = key
-    chosen = best[3] if best else None
+    chosen = best[4] if best else None
     needed = best[1] if best else 0
     misfit = best[0] if best else len(shares)
     if not candidates:
@@ -223,8 +226,9 @@ def plan(
             )
             consider(n, off, why)
     if chosen is not None:
-        for n in staying:
-            if n.managed and n.config != chosen.name and n.replicas != chosen.replicas:
+        for n in staying:  # idle pool nodes on another replica count follow the pool's
+            idle = not n.pods and n.name not in held
+            if idle and n.managed and n.config != chosen.name and n.replicas != chosen.replicas:
                 consider(n, chosen, f"the pool runs {chosen.describe()}")
         deficit = needed - kept
         spare = [n for n in nodes if n.name not in in_pool and n.managed and n.gpus > 0]
