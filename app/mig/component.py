@@ -11,6 +11,7 @@ until someone changes its label by hand. Only the leader acts; every replica ser
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Callable, Mapping
@@ -80,6 +81,7 @@ class MigComponent:
         self.config_note = ""
         self._ctx: AppContext | None = None
         self._loop: PeriodicLoop | None = None
+        self._event_loop: asyncio.AbstractEventLoop | None = None
         self._pending_since: dict[str, float] = {}
         self._reported_stuck: set[tuple[str, str]] = set()
         self._exported: set[tuple[str, str, str]] = set()
@@ -108,6 +110,7 @@ class MigComponent:
 
     async def start(self, ctx: AppContext) -> None:
         self.attach(ctx)
+        self._event_loop = asyncio.get_running_loop()
         self._loop = PeriodicLoop(
             "mig", self.settings.mig_interval, self.cycle, gate=lambda: ctx.leadership.is_leader
         )
@@ -121,6 +124,12 @@ class MigComponent:
                 "node_selector": self.settings.mig_node_selector,
             },
         )
+
+    def cycle_threadsafe(self, timeout_s: float = 30.0) -> MigPlan:
+        """Run one cycle on the server's event loop from another thread (the demo drives cycles so)."""
+        if self._event_loop is None:
+            raise RuntimeError(f"{self.name} controller not started")
+        return asyncio.run_coroutine_threadsafe(self.cycle(), self._event_loop).result(timeout_s)
 
     async def stop(self) -> None:
         if self._loop is not None:

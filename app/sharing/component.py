@@ -7,6 +7,7 @@ Only the leader acts; every replica serves `GET /sharing/plan`.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Callable
@@ -67,6 +68,7 @@ class SharingComponent:
         self.last_cycle: float | None = None
         self._ctx: AppContext | None = None
         self._loop: PeriodicLoop | None = None
+        self._event_loop: asyncio.AbstractEventLoop | None = None
 
     @property
     def apply(self) -> bool:
@@ -91,6 +93,7 @@ class SharingComponent:
 
     async def start(self, ctx: AppContext) -> None:
         self.attach(ctx)
+        self._event_loop = asyncio.get_running_loop()
         self._loop = PeriodicLoop(
             "sharing", self.settings.sharing_interval, self.cycle, gate=lambda: ctx.leadership.is_leader
         )
@@ -99,6 +102,12 @@ class SharingComponent:
             "sharing controller started",
             extra={"apply": self.apply, "strategy": self.settings.sharing_strategy},
         )
+
+    def cycle_threadsafe(self, timeout_s: float = 30.0) -> SharingPlan:
+        """Run one cycle on the server's event loop from another thread (the demo drives cycles so)."""
+        if self._event_loop is None:
+            raise RuntimeError(f"{self.name} controller not started")
+        return asyncio.run_coroutine_threadsafe(self.cycle(), self._event_loop).result(timeout_s)
 
     async def stop(self) -> None:
         if self._loop is not None:
