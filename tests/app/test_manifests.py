@@ -22,6 +22,9 @@ MODELS = {
     "Deployment": "V1Deployment",
     "Service": "V1Service",
     "MutatingWebhookConfiguration": "V1MutatingWebhookConfiguration",
+    "DaemonSet": "V1DaemonSet",
+    "ValidatingAdmissionPolicy": "V1ValidatingAdmissionPolicy",
+    "ValidatingAdmissionPolicyBinding": "V1ValidatingAdmissionPolicyBinding",
 }
 
 
