@@ -96,7 +96,8 @@ def mig_node(
     selector: Mapping[str, Any] | None,
     pending_since: float | None = None,
 ) -> MigNode:
-    """One Node (API JSON) -> MigNode. Used GPUs come from the node agent's `allocated` flags."""
+    """One Node (API JSON) -> MigNode. Used GPUs come from the node agent's `allocated` flags, trusted only
+    when they mark some GPU or no GPU pod runs on the node."""
     meta = _meta(obj)
     labels: Mapping[str, str] = meta.get("labels") or {}
     alloc: Mapping[str, Any] = (obj.get("status") or {}).get("allocatable") or {}
@@ -123,7 +124,10 @@ def mig_node(
         used.update(_slices(ask))
     used_gpus = None
     if topo:
-        used_gpus = frozenset(int(g.get("index", i)) for i, g in enumerate(topo) if g.get("allocated"))
+        marked = frozenset(int(g.get("index", i)) for i, g in enumerate(topo) if g.get("allocated"))
+        # the agent writes `allocated: false` when it cannot map pods to GPUs (no pod-resources API): no GPU
+        # marked while GPU pods run means "unknown", never "idle"
+        used_gpus = marked if marked or not running else None
     managed = selector_matches(selector, labels, empty_matches=True)
     return MigNode(
         name=str(meta.get("name") or ""),

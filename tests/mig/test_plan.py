@@ -115,6 +115,14 @@ def test_unknown_gpu_use_counts_every_gpu_as_used() -> None:
     assert result.nodes[0].action == "reconfigure"
 
 
+def test_an_annotation_marking_no_gpu_is_not_proof_of_idle_gpus() -> None:
+    # today's agent writes allocated=false everywhere (it cannot map pods to GPUs): with a pod running,
+    # every GPU counts as used
+    pods = [mig_pod("nb", "1g.10gb", node="a"), *pending("3g.40gb", 4)]
+    result = make_plan([node_obj("a", allocated=())], pods)
+    assert result.nodes[0].action == "blocked" and result.nodes[0].blocked_by == ["team/nb"]
+
+
 def test_whole_gpu_pods_hold_their_gpus_too() -> None:
     pods = [pod_obj("train", {"nvidia.com/gpu": "1"}, node="a"), *pending("3g.40gb", 4)]
     result = make_plan([node_obj("a", allocated=None)], pods)
