@@ -17,6 +17,10 @@ from app.mig.rollout import NodeDecision, Request, Status
 log = logging.getLogger(__name__)
 
 
+#: the metric's `result` for each reported status
+RESULTS = {"success": "success", "failed": "failed", "stuck": "timeout"}
+
+
 class LabelActor:
     """Writes `label=<config>` on Nodes for one controller; the Events, metric and logs that go with it."""
 
@@ -26,13 +30,18 @@ class LabelActor:
         label: str,
         annotation: str,
         counter: Counter,
-        events: dict[str, tuple[str, str]],  # status or "requested" -> (Event reason, type)
+        event_prefix: str,  # "Mig" -> Events MigReconfigure, MigReconfigured, MigReconfigureFailed, …Stuck
     ) -> None:
         self.what = what
         self.label = label
         self.annotation = annotation
         self.counter = counter
-        self.events = events
+        self.events = {
+            "requested": (f"{event_prefix}Reconfigure", "Normal"),
+            "success": (f"{event_prefix}Reconfigured", "Normal"),
+            "failed": (f"{event_prefix}ReconfigureFailed", "Warning"),
+            "stuck": (f"{event_prefix}ReconfigureStuck", "Warning"),
+        }
         self.apply = False
         self.actions: list[dict[str, Any]] = []  # the latest writes and dry-run intents, newest last
         self._logged: dict[str, tuple[str, str | None, str]] = {}
@@ -74,13 +83,11 @@ class LabelActor:
         )
         return True
 
-    async def report(
-        self, ctx: AppContext, node: str, request: Request, status: Status, text: str, result: str
-    ) -> None:
-        """Report an outcome once: metric `result`, an Event, and the annotation remembering it was said."""
+    async def report(self, ctx: AppContext, node: str, request: Request, status: Status, text: str) -> None:
+        """Report an outcome once: the metric, an Event, and the annotation remembering it was said."""
         if not self.apply:
             return  # dry-run writes nothing, not even the bookkeeping of an earlier run's request
-        self.counter.labels(node, result).inc()
+        self.counter.labels(node, RESULTS[status]).inc()
         log.log(
             logging.INFO if status == "success" else logging.WARNING,
             f"{self.what} reconfigure {status}",

@@ -11,22 +11,18 @@ until someone changes its label by hand. Only the leader acts; every replica ser
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
-from fastapi import APIRouter
 from prometheus_client import Counter, Gauge
 
 from app.cluster.selectors import parse_selector
-from app.context import AppContext
 from app.gpu.migparted import MigConfigSet
-from app.loops import PeriodicLoop
 from app.metrics import REGISTRY
 from app.mig.actor import LabelActor
 from app.mig.config import load_mig_configs, parse_mix, split_ref
+from app.mig.controller import NodeConfigController
 from app.mig.inputs import (
     ANN_REQUEST,
     LABEL_CONFIG,
@@ -55,98 +51,28 @@ MIG_RECONFIGURATIONS = Counter(
     registry=REGISTRY,
 )
 
-EVENTS = {
-    "requested": ("MigReconfigure", "Normal"),
-    "success": ("MigReconfigured", "Normal"),
-    "failed": ("MigReconfigureFailed", "Warning"),
-    "stuck": ("MigReconfigureStuck", "Warning"),
-}
-RESULTS = {"success": "success", "failed": "failed", "stuck": "timeout"}
 
-
-class MigComponent:
+class MigComponent(NodeConfigController[MigPlan]):
     """Plans every cycle; acts only with `mig_apply` and only while leader. `GET /mig/plan` shows the plan."""
 
     name = "mig"
+    path = "/mig/plan"
 
     def __init__(self, settings: Settings) -> None:
+        actor = LabelActor("mig", LABEL_CONFIG, ANN_REQUEST, MIG_RECONFIGURATIONS, "Mig")
+        super().__init__(actor, settings.mig_interval, settings.mig_apply)
         self.settings = settings
         self.selector = parse_selector(settings.mig_node_selector)
         self.mix = parse_mix(settings.mig_target_mix)
-        self.actor = LabelActor("mig", LABEL_CONFIG, ANN_REQUEST, MIG_RECONFIGURATIONS, EVENTS)
-        self.actor.apply = settings.mig_apply
-        self.clock: Callable[[], float] = time.time
-        self.last: MigPlan | None = None
-        self.last_cycle: float | None = None
         self.config_note = ""
-        self._ctx: AppContext | None = None
-        self._loop: PeriodicLoop | None = None
-        self._event_loop: asyncio.AbstractEventLoop | None = None
         self._pending_since: dict[str, float] = {}
         self._reported_stuck: set[tuple[str, str]] = set()
         self._exported: set[tuple[str, str, str]] = set()
 
-    @property
-    def apply(self) -> bool:
-        return self.actor.apply
-
-    @apply.setter
-    def apply(self, value: bool) -> None:
-        self.actor.apply = value
-
-    # -- Component protocol ------------------------------------------------------------------------
-    def router(self) -> APIRouter:
-        r = APIRouter()
-
-        @r.get("/mig/plan")
-        async def mig_plan() -> dict[str, Any]:
-            return self.describe()
-
-        return r
-
-    def attach(self, ctx: AppContext) -> None:
-        """Use `ctx` without starting the loop (the CLI plans once from a snapshot)."""
-        self._ctx = ctx
-
-    async def start(self, ctx: AppContext) -> None:
-        self.attach(ctx)
-        self._event_loop = asyncio.get_running_loop()
-        self._loop = PeriodicLoop(
-            "mig", self.settings.mig_interval, self.cycle, gate=lambda: ctx.leadership.is_leader
-        )
-        self._loop.start()
-        log.info(
-            "mig controller started",
-            extra={
-                "apply": self.apply,
-                "interval_s": self.settings.mig_interval,
-                "max_parallel": self.settings.mig_max_parallel,
-                "node_selector": self.settings.mig_node_selector,
-            },
-        )
-
-    def cycle_threadsafe(self, timeout_s: float = 30.0) -> MigPlan:
-        """Run one cycle on the server's event loop from another thread (the demo drives cycles so)."""
-        if self._event_loop is None:
-            raise RuntimeError(f"{self.name} controller not started")
-        return asyncio.run_coroutine_threadsafe(self.cycle(), self._event_loop).result(timeout_s)
-
-    async def stop(self) -> None:
-        if self._loop is not None:
-            await self._loop.stop()
-            self._loop = None
-
-    def describe(self) -> dict[str, Any]:
-        """The latest plan in the CLI's JSON shape, plus whether it acts and what it last did."""
-        body: dict[str, Any] = self.last.as_dict() if self.last else {"nodes": [], "unmet": {}}
-        body.update(apply=self.apply, last_cycle=self.last_cycle, actions=list(self.actor.actions))
-        return body
-
     # -- planning ----------------------------------------------------------------------------------
     def configs(self) -> MigConfigSet:
-        assert self._ctx is not None
         namespace, name = split_ref(self.settings.mig_config_configmap)
-        cm = self._ctx.cluster.get("ConfigMap", name, namespace) if name else None
+        cm = self.ctx.cluster.get("ConfigMap", name, namespace) if name else None
         configs, note = load_mig_configs(self.settings.mig_config, cm, self.settings.mig_config_configmap)
         if note and note != self.config_note:
             log.warning("mig config", extra={"problem": note})
@@ -155,16 +81,14 @@ class MigComponent:
 
     def recent(self, pods: list[dict[str, Any]], now: float) -> dict[str, int]:
         """Slices the webhook chose in the window: its own record when it runs here, else the pods."""
-        assert self._ctx is not None
-        journal = getattr(self._ctx.components.get("webhook"), "recent_slices", None)
+        journal = getattr(self.ctx.components.get("webhook"), "recent_slices", None)
         if journal is not None:
             return dict(journal(now - self.settings.mig_demand_window))
         return recent_from_pods(pods, now, self.settings.mig_demand_window)
 
     def build(self, now: float) -> tuple[list[MigNode], MigPlan]:
         """Inputs from the cluster view and the plan over them (no writes)."""
-        assert self._ctx is not None
-        cluster = self._ctx.cluster
+        cluster = self.ctx.cluster
         nodes_raw, pods = cluster.list("Node"), cluster.list("Pod")
         facts = pod_facts(pods)
         nodes = mig_nodes(nodes_raw, facts, self.selector, self._track_pending(nodes_raw, now))
@@ -183,7 +107,6 @@ class MigComponent:
 
     # -- one cycle ---------------------------------------------------------------------------------
     async def cycle(self) -> MigPlan:
-        assert self._ctx is not None
         now = self.clock()
         nodes, result = self.build(now)
         self.last, self.last_cycle = result, now
@@ -204,12 +127,11 @@ class MigComponent:
                         "mig change skipped", extra={"node": np.node, "target": np.target, "why": blocker}
                     )
                     continue
-            await self.actor.request(self._ctx, np.node, np.current or "", np.target, np.reason, now)
+            await self.actor.request(self.ctx, np.node, np.current or "", np.target, np.reason, now)
         return result
 
     async def _follow(self, nodes: list[MigNode], result: MigPlan, now: float) -> None:
         """Report once each outcome of our requests, and nodes stuck in pending without one of ours."""
-        assert self._ctx is not None
         timeout = self.settings.mig_pending_timeout
         for node in nodes:
             np = result.node(node.name)
@@ -223,14 +145,14 @@ class MigComponent:
                     "stuck": f"{req.config} requested {now - req.at:.0f}s ago and still not in effect "
                     f"({LABEL_STATE}={node.state or '(none)'})",
                 }[status]
-                await self.actor.report(self._ctx, node.name, req, status, text, RESULTS[status])
+                await self.actor.report(self.ctx, node.name, req, status, text)
             elif status == "none" and node.state in IN_FLIGHT_STATES and node.pending_since is not None:
                 key = (node.name, node.config)
                 if now - node.pending_since > timeout and key not in self._reported_stuck and self.apply:
                     self._reported_stuck.add(key)
                     MIG_RECONFIGURATIONS.labels(node.name, "timeout").inc()
                     text = f"mig-manager {node.state} on {node.config} for over {timeout:.0f}s"
-                    await self.actor.event(self._ctx, node.name, "MigReconfigureStuck", text, "Warning")
+                    await self.actor.event(self.ctx, node.name, "MigReconfigureStuck", text, "Warning")
 
     # -- bookkeeping -------------------------------------------------------------------------------
     def _track_pending(self, nodes: list[dict[str, Any]], now: float) -> Mapping[str, float]:

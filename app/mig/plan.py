@@ -25,7 +25,7 @@ from typing import Any
 
 from app.gpu.mig import GpuGeometry, compute_class
 from app.gpu.migparted import GpuLayout, MigConfigSet
-from app.mig.rollout import NodeDecision, Request, Status, in_cooldown, request_status
+from app.mig.rollout import NodeDecision, NodePlans, Request, Status, in_cooldown, request_status
 
 #: mig-manager's states (label `nvidia.com/mig.config.state`)
 IN_FLIGHT_STATES = ("pending", "rebooting")
@@ -88,7 +88,7 @@ class NodePlan(NodeDecision):
 
 
 @dataclass
-class MigPlan:
+class MigPlan(NodePlans):
     nodes: list[NodePlan]
     unmet: dict[str, int]  # pending slices no free slice covers once the plan is in effect
     demand: Demand
@@ -97,16 +97,12 @@ class MigPlan:
 
     def as_dict(self) -> dict[str, Any]:
         """The shape of `gpu-autoscaler mig plan --output json` and `GET /mig/plan`."""
-        return {
-            "nodes": [n.as_dict() for n in self.nodes],
-            "unmet": dict(self.unmet),
-            "demand": {"pending": dict(self.demand.pending), "recent": dict(self.demand.recent)},
-            "config_source": self.config_source,
-            "notes": list(self.notes),
-        }
+        demand = {"pending": dict(self.demand.pending), "recent": dict(self.demand.recent)}
+        return {**self.base_dict(), "demand": demand}
 
     def node(self, name: str) -> NodePlan | None:
-        return next((n for n in self.nodes if n.node == name), None)
+        found: NodePlan | None = super().node(name)
+        return found
 
 
 @dataclass(frozen=True)

@@ -12,10 +12,12 @@ ours), and whether the result was already reported (an Event and a metric once, 
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
+
+from app.cluster.base import parse_timestamp
 
 #: what a request has come to: none (not ours, or no request), in_progress, stuck (past the timeout), a result
 Status = Literal["none", "in_progress", "stuck", "success", "failed"]
@@ -76,13 +78,8 @@ def rfc3339(ts: float) -> str:
 
 def parse_time(value: Any) -> float | None:
     """RFC 3339 (as Kubernetes writes timestamps) -> epoch seconds; None when unreadable."""
-    if not isinstance(value, str) or not value:
-        return None
-    try:
-        t = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return (t if t.tzinfo else t.replace(tzinfo=UTC)).timestamp()
+    t = parse_timestamp(value)
+    return t.timestamp() if t is not None else None
 
 
 def read_request(annotations: Mapping[str, Any], key: str) -> Request | None:
@@ -130,3 +127,24 @@ def in_cooldown(request: Request | None, now: float, cooldown_s: float) -> float
     if request is None:
         return 0.0
     return max(0.0, request.at + cooldown_s - now)
+
+
+class NodePlans:
+    """What the MIG and sharing plans share: nodes, unmet demand, where the configs came from, notes.
+    Subclasses are dataclasses declaring these fields; `as_dict` adds their own."""
+
+    nodes: Sequence[NodeDecision]
+    unmet: dict[str, int]
+    config_source: str
+    notes: list[str]
+
+    def node(self, name: str) -> Any:
+        return next((n for n in self.nodes if n.node == name), None)
+
+    def base_dict(self) -> dict[str, Any]:
+        return {
+            "nodes": [n.as_dict() for n in self.nodes],
+            "unmet": dict(self.unmet),
+            "config_source": self.config_source,
+            "notes": list(self.notes),
+        }

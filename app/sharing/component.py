@@ -7,21 +7,15 @@ Only the leader acts; every replica serves `GET /sharing/plan`.
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import time
-from collections.abc import Callable
-from typing import Any
 
-from fastapi import APIRouter
 from prometheus_client import Counter, Gauge
 
 from app.cluster.selectors import parse_selector
-from app.context import AppContext
-from app.loops import PeriodicLoop
 from app.metrics import REGISTRY
 from app.mig.actor import LabelActor
 from app.mig.config import split_ref
+from app.mig.controller import NodeConfigController
 from app.mig.inputs import pod_facts
 from app.mig.rollout import REPORTED
 from app.settings import Settings
@@ -44,92 +38,29 @@ SHARED_GPUS = Gauge(
     registry=REGISTRY,
 )
 
-EVENTS = {
-    "requested": ("SharingReconfigure", "Normal"),
-    "success": ("SharingReconfigured", "Normal"),
-    "stuck": ("SharingReconfigureStuck", "Warning"),
-    "failed": ("SharingReconfigureFailed", "Warning"),
-}
-RESULTS = {"success": "success", "stuck": "timeout", "failed": "failed"}
 
-
-class SharingComponent:
-    """Plans every cycle; acts only with `sharing_apply` and only while leader."""
+class SharingComponent(NodeConfigController[SharingPlan]):
+    """Plans every cycle; acts only with `sharing_apply` and only while leader. `GET /sharing/plan`."""
 
     name = "sharing"
+    path = "/sharing/plan"
 
     def __init__(self, settings: Settings) -> None:
+        actor = LabelActor("sharing", LABEL_CONFIG, ANN_REQUEST, SHARING_RECONFIGURATIONS, "Sharing")
+        super().__init__(actor, settings.sharing_interval, settings.sharing_apply)
         self.settings = settings
         self.selector = parse_selector(settings.sharing_node_selector)
-        self.actor = LabelActor("sharing", LABEL_CONFIG, ANN_REQUEST, SHARING_RECONFIGURATIONS, EVENTS)
-        self.actor.apply = settings.sharing_apply
-        self.clock: Callable[[], float] = time.time
-        self.last: SharingPlan | None = None
-        self.last_cycle: float | None = None
-        self._ctx: AppContext | None = None
-        self._loop: PeriodicLoop | None = None
-        self._event_loop: asyncio.AbstractEventLoop | None = None
-
-    @property
-    def apply(self) -> bool:
-        return self.actor.apply
-
-    @apply.setter
-    def apply(self, value: bool) -> None:
-        self.actor.apply = value
-
-    def router(self) -> APIRouter:
-        r = APIRouter()
-
-        @r.get("/sharing/plan")
-        async def sharing_plan() -> dict[str, Any]:
-            return self.describe()
-
-        return r
-
-    def attach(self, ctx: AppContext) -> None:
-        """Use `ctx` without starting the loop (the CLI plans once from a snapshot)."""
-        self._ctx = ctx
-
-    async def start(self, ctx: AppContext) -> None:
-        self.attach(ctx)
-        self._event_loop = asyncio.get_running_loop()
-        self._loop = PeriodicLoop(
-            "sharing", self.settings.sharing_interval, self.cycle, gate=lambda: ctx.leadership.is_leader
-        )
-        self._loop.start()
-        log.info(
-            "sharing controller started",
-            extra={"apply": self.apply, "strategy": self.settings.sharing_strategy},
-        )
-
-    def cycle_threadsafe(self, timeout_s: float = 30.0) -> SharingPlan:
-        """Run one cycle on the server's event loop from another thread (the demo drives cycles so)."""
-        if self._event_loop is None:
-            raise RuntimeError(f"{self.name} controller not started")
-        return asyncio.run_coroutine_threadsafe(self.cycle(), self._event_loop).result(timeout_s)
-
-    async def stop(self) -> None:
-        if self._loop is not None:
-            await self._loop.stop()
-            self._loop = None
-
-    def describe(self) -> dict[str, Any]:
-        body: dict[str, Any] = self.last.as_dict() if self.last else {"nodes": [], "unmet": {}}
-        body.update(apply=self.apply, last_cycle=self.last_cycle, actions=list(self.actor.actions))
-        return body
 
     def build(self, now: float) -> tuple[list[ShareNode], SharingPlan]:
         """Inputs from the cluster view and the plan over them (no writes)."""
-        assert self._ctx is not None
-        cluster = self._ctx.cluster
+        cluster = self.ctx.cluster
         pods = cluster.list("Pod")
         facts = pod_facts(pods)
         nodes, skipped = share_nodes(cluster.list("Node"), facts, self.selector)
         namespace, name = split_ref(self.settings.sharing_configmap)
         cm = cluster.get("ConfigMap", name, namespace) if name else None
         configs = parse_configmap(cm, self.settings.sharing_configmap)
-        webhook = self._ctx.components.get("webhook")
+        webhook = self.ctx.components.get("webhook")
         wanted = getattr(webhook, "recent_wanted_shares", None)
         recent = list(wanted(now - self.settings.mig_demand_window)) if wanted is not None else []
         params = SharingParams(
@@ -149,7 +80,6 @@ class SharingComponent:
         return nodes, result
 
     async def cycle(self) -> SharingPlan:
-        assert self._ctx is not None
         now = self.clock()
         nodes, result = self.build(now)
         self.last, self.last_cycle = result, now
@@ -166,7 +96,7 @@ class SharingComponent:
                 "stuck": f"{req.config} asked {now - req.at:.0f}s ago; the node still shows {np.sharing}",
                 "failed": f"{req.config} failed",
             }[np.request]
-            await self.actor.report(self._ctx, node.name, req, np.request, text, RESULTS[np.request])
+            await self.actor.report(self.ctx, node.name, req, np.request, text)
         for np in result.nodes:
             if np.action != "reconfigure" or not np.target:
                 continue
@@ -177,5 +107,5 @@ class SharingComponent:
                         "sharing change skipped", extra={"node": np.node, "why": "the node changed meanwhile"}
                     )
                     continue
-            await self.actor.request(self._ctx, np.node, np.current or "", np.target, np.reason, now)
+            await self.actor.request(self.ctx, np.node, np.current or "", np.target, np.reason, now)
         return result

@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from app.mig.rollout import NodeDecision, Request, Status, in_cooldown, request_status
+from app.mig.rollout import NodeDecision, NodePlans, Request, Status, in_cooldown, request_status
 from app.sharing.config import SharingConfig, SharingConfigSet
 
 GPU_MILLI = 1000
@@ -68,7 +68,7 @@ class ShareNodePlan(NodeDecision):
 
 
 @dataclass
-class SharingPlan:
+class SharingPlan(NodePlans):
     nodes: list[ShareNodePlan]
     unmet: dict[str, int]  # {"gpus": shared GPUs still missing, "pods": shares no config can place}
     pool: dict[str, Any]
@@ -77,16 +77,11 @@ class SharingPlan:
 
     def as_dict(self) -> dict[str, Any]:
         """The shape of `gpu-autoscaler sharing plan --output json` and `GET /sharing/plan`."""
-        return {
-            "nodes": [n.as_dict() for n in self.nodes],
-            "unmet": dict(self.unmet),
-            "pool": dict(self.pool),
-            "config_source": self.config_source,
-            "notes": list(self.notes),
-        }
+        return {**self.base_dict(), "pool": dict(self.pool)}
 
     def node(self, name: str) -> ShareNodePlan | None:
-        return next((n for n in self.nodes if n.node == name), None)
+        found: ShareNodePlan | None = super().node(name)
+        return found
 
 
 def pack(shares: Sequence[int], replicas: int, mps: bool) -> tuple[int, int]:
