@@ -93,10 +93,14 @@ def _mig_part(run: DemoRun) -> None:
         "Layouts: ConfigMap gpu-operator/default-mig-parted-config."
     )
     mig.cycle_threadsafe()
-    _plan_table(run, run.client.get("/mig/plan").json(), {NODE})
+    body = run.client.get("/mig/plan").json()
+    _plan_table(run, body, {NODE})
+    free = next(n["free"] for n in body["nodes"] if n["node"] == NODE).get("3g.40gb", 0)
     for i in range(4):
         run.cluster.upsert(_pending_pod(f"llm-batch-{i}", "inference", {"nvidia.com/mig-3g.40gb": "1"}))
-    run.console.print("4 pods of a batch job arrive asking nvidia.com/mig-3g.40gb; 2 such slices are free.")
+    run.console.print(
+        f"4 pods of a batch job arrive asking nvidia.com/mig-3g.40gb; {free} such slice(s) free."
+    )
     mig.cycle_threadsafe()
     body = run.client.get("/mig/plan").json()
     _plan_table(run, body, {NODE})
