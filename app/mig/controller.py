@@ -71,7 +71,10 @@ class NodeConfigController(Generic[P]):
     async def start(self, ctx: AppContext) -> None:
         self.attach(ctx)
         self._event_loop = asyncio.get_running_loop()
-        self._loop = PeriodicLoop(self.name, self.interval, self.cycle, gate=lambda: ctx.leadership.is_leader)
+        # a view still syncing may list the nodes before their pods: never plan writes on half a cluster
+        self._loop = PeriodicLoop(
+            self.name, self.interval, self.cycle, gate=lambda: ctx.leadership.is_leader and ctx.cluster.ready
+        )
         self._loop.start()
         log.info(f"{self.name} controller started", extra={"apply": self.apply, "interval_s": self.interval})
 

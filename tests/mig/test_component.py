@@ -232,6 +232,17 @@ async def test_only_the_leader_acts(tmp_path: Path) -> None:
     assert rig.labels("n-follow")["nvidia.com/mig.config"] == "mixed"
 
 
+async def test_no_cycle_while_the_cluster_view_is_not_ready(tmp_path: Path) -> None:
+    rig = Rig(tmp_path, [node_obj("n-sync", allocated=())], demand())  # view not started: not ready
+    await rig.mig.start(rig.ctx)
+    try:
+        assert rig.mig._loop is not None
+        await rig.mig._loop.run_once()
+        assert rig.mig._loop.skipped >= 1 and rig.mig.last is None
+    finally:
+        await rig.mig.stop()
+
+
 async def test_slices_gauge_and_the_config_source(tmp_path: Path) -> None:
     rig = await Rig(
         tmp_path, [node_obj("n-gauge", allocated=(0,))], [mig_pod("nb", "1g.10gb", node="n-gauge")]
