@@ -196,23 +196,46 @@ def _mix_distance(capacity: Mapping[str, int], mix: Mapping[str, float], geos: M
     return sum(abs(slices.get(c, 0) / total - mix.get(c, 0.0)) for c in classes)
 
 
-def _score(
-    chosen: Mapping[str, _Option], demand: Demand, mix: Mapping[str, float], compute: Mapping[str, int]
-) -> tuple[int, int, float]:
+Score = tuple[int, int, float]
+
+
+def _totals(chosen: Mapping[str, _Option]) -> tuple[Counter[str], Counter[str]]:
+    """Free slices and capacity per profile of the whole cluster under `chosen`."""
     free: Counter[str] = Counter()
     capacity: Counter[str] = Counter()
     for opt in chosen.values():
         free.update(opt.free)
         capacity.update(opt.capacity)
+    return free, capacity
+
+
+def _score(
+    totals: tuple[Counter[str], Counter[str]],
+    swap: tuple[_Option, _Option] | None,
+    demand: Demand,
+    mix: Mapping[str, float],
+    compute: Mapping[str, int],
+) -> Score:
+    """(unmet pending, unmet max(pending, recent), mix distance) of the cluster, with one node's option
+    `swap[0]` replaced by `swap[1]` (a delta on the totals: the greedy search stays linear in nodes)."""
+    free, capacity = totals
+    if swap is not None:
+        old, new = swap
+        free, capacity = free.copy(), capacity.copy()
+        free.subtract(old.free)
+        free.update(new.free)
+        capacity.subtract(old.capacity)
+        capacity.update(new.capacity)
     pending = sum(max(0, n - free.get(p, 0)) for p, n in demand.pending.items())
     profiles = set(demand.pending) | set(demand.recent)
     forecast = sum(
         max(0, max(demand.pending.get(p, 0), demand.recent.get(p, 0)) - free.get(p, 0)) for p in profiles
     )
-    return pending, forecast, round(_mix_distance(capacity, mix, compute), 6)
+    positive = {p: n for p, n in capacity.items() if n > 0}
+    return pending, forecast, round(_mix_distance(positive, mix, compute), 6)
 
 
-def _better(a: tuple[int, int, float], b: tuple[int, int, float]) -> bool:
+def _better(a: Score, b: Score) -> bool:
     """Is score `a` a strict gain over `b` (lower unmet pending, then forecast, then a real mix gain)?"""
     if a[:2] != b[:2]:
         return a[:2] < b[:2]
@@ -309,18 +332,19 @@ def plan(nodes: Sequence[MigNode], demand: Demand, configs: MigConfigSet, params
                 opts.append(opt)
         options[node.name] = opts
 
-    base = _score(chosen, demand, params.target_mix, compute)
+    base = _score(_totals(chosen), None, demand, params.target_mix, compute)
     slots = max(0, params.max_parallel - in_flight)
     picked: list[str] = []
     while len(picked) < slots:
-        best: tuple[tuple[int, int, float], int, str, str, _Option] | None = None
+        best: tuple[Score, int, str, str, _Option] | None = None
+        totals = _totals(chosen)
         for name, opts in options.items():
             if name in picked or name in held:
                 continue
             for opt in opts:
                 if opt.blocked_by:
                     continue
-                score = _score({**chosen, name: opt}, demand, params.target_mix, compute)
+                score = _score(totals, (chosen[name], opt), demand, params.target_mix, compute)
                 if not _better(score, base):
                     continue
                 key = (score, len(opt.changed), name, opt.layout or "", opt)
@@ -341,11 +365,13 @@ def plan(nodes: Sequence[MigNode], demand: Demand, configs: MigConfigSet, params
         np.gpus_after = list(opt.gpus_after)
 
     # the rest: keep, or say what holds back a better layout
+    totals = _totals(chosen)
     for node in nodes:
         np = plans[node.name]
         if node.name in picked:
             continue
-        better = _best_alone(node.name, options.get(node.name, []), chosen, demand, params, compute, base)
+        opts = options.get(node.name, [])
+        better = _best_alone(node.name, opts, chosen, totals, demand, params, compute, base)
         why = held.get(node.name, "")
         if node.state == FAILED_STATE or np.request == "stuck":
             np.action, np.reason = "blocked", why
@@ -385,16 +411,17 @@ def _best_alone(
     name: str,
     opts: Sequence[_Option],
     chosen: Mapping[str, _Option],
+    totals: tuple[Counter[str], Counter[str]],
     demand: Demand,
     params: PlanParams,
     compute: Mapping[str, int],
-    base: tuple[int, int, float],
+    base: Score,
 ) -> _Option | None:
     """The best layout for one node on top of the plan, blocked ones included (to say what holds it)."""
-    best: tuple[tuple[int, int, float], int, str] | None = None
+    best: tuple[Score, int, str] | None = None
     found: _Option | None = None
     for opt in opts:
-        score = _score({**chosen, name: opt}, demand, params.target_mix, compute)
+        score = _score(totals, (chosen[name], opt), demand, params.target_mix, compute)
         if not _better(score, base):
             continue
         key = (score, len(opt.changed), opt.layout or "")
