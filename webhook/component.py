@@ -126,12 +126,13 @@ class WebhookComponent:
             self.journal.append((at, "share" if share.milli else "wanted", str(share.wanted)))
 
     def recent_slices(self, since: float) -> dict[str, int]:
-        """MIG slices chosen since `since` (epoch seconds), per profile."""
-        return dict(Tally(v for t, kind, v in self.journal if kind == "slice" and t >= since))
+        """MIG slices chosen since `since` (epoch seconds), per profile. Called from the MIG planner's
+        thread: `tuple()` copies the journal in one step, so admissions appending meanwhile are safe."""
+        return dict(Tally(v for t, kind, v in tuple(self.journal) if kind == "slice" and t >= since))
 
     def recent_wanted_shares(self, since: float) -> list[int]:
-        """Shares (milli) wanted since `since` while no sharing node could take them."""
-        return [int(v) for t, kind, v in self.journal if kind == "wanted" and t >= since]
+        """Shares (milli) wanted since `since` while no sharing node could take them (any thread)."""
+        return [int(v) for t, kind, v in tuple(self.journal) if kind == "wanted" and t >= since]
 
     def namespace_labels(self, namespace: str) -> Mapping[str, str] | None:
         if self._ctx is None or not namespace:

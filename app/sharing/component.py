@@ -7,6 +7,7 @@ Only the leader acts; every replica serves `GET /sharing/plan`.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 from prometheus_client import Counter, Gauge
@@ -81,7 +82,7 @@ class SharingComponent(NodeConfigController[SharingPlan]):
 
     async def cycle(self) -> SharingPlan:
         now = self.clock()
-        nodes, result = self.build(now)
+        nodes, result = await asyncio.to_thread(self.build, now)  # CPU work, off the event loop
         self.last, self.last_cycle = result, now
         SHARED_GPUS.labels("current").set(result.pool.get("gpus_shared", 0))
         SHARED_GPUS.labels("needed").set(result.pool.get("gpus_needed", 0))
@@ -101,7 +102,8 @@ class SharingComponent(NodeConfigController[SharingPlan]):
             if np.action != "reconfigure" or not np.target:
                 continue
             if self.apply:
-                fresh = next((n for n in self.build(now)[0] if n.name == np.node), None)
+                fresh_nodes, _ = await asyncio.to_thread(self.build, now)
+                fresh = next((n for n in fresh_nodes if n.name == np.node), None)
                 if fresh is None or fresh.pods or fresh.config != (np.current or ""):
                     log.info(
                         "sharing change skipped", extra={"node": np.node, "why": "the node changed meanwhile"}
