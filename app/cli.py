@@ -23,6 +23,7 @@ SUBCOMMAND_MODULES: tuple[str, ...] = (
     "app.agent.command",
     "app.commands.ops",
     "app.nodescale.cli",
+    "app.mig.cli",
 )
 
 

@@ -31,6 +31,7 @@ DEMO_ACTS: tuple[str, ...] = (
     "extender.replay.demo:act",
     "webhook.demo:act",
     "app.nodescale.demo:act",
+    "app.mig.demo:act",
 )
 
 

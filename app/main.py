@@ -44,6 +44,12 @@ def default_components() -> list[ComponentFactory]:
     from app.nodescale.component import NodeScaleComponent
 
     factories.append(NodeScaleComponent)
+    from app.mig.component import MigComponent
+
+    factories.append(MigComponent)
+    from app.sharing.component import SharingComponent
+
+    factories.append(SharingComponent)
     return factories
 
 

@@ -105,6 +105,53 @@ class Settings(BaseSettings):
     )
 
     # --- MIG layout and GPU-sharing controllers (issue 13) ---------------------------------------------
+    mig_apply: bool = Field(
+        False, description="set nvidia.com/mig.config on nodes (default: dry-run, plan only)"
+    )
+    mig_interval: float = Field(60.0, gt=0, description="seconds between MIG layout plans")
+    mig_max_parallel: int = Field(1, ge=1, le=100, description="nodes reconfiguring MIG at the same time")
+    mig_cooldown: float = Field(
+        1800.0, ge=0, description="seconds a node keeps a layout before the next change"
+    )
+    mig_pending_timeout: float = Field(
+        900.0, gt=0, description="seconds a requested layout may take before the node is reported stuck"
+    )
+    mig_config: Path | None = Field(None, description="mig-parted config file (default: the ConfigMap below)")
+    mig_config_configmap: str = Field(
+        "gpu-operator/default-mig-parted-config",
+        description="NAMESPACE/NAME of the ConfigMap mig-manager reads (ClusterPolicy migManager.config)",
+    )
+    mig_node_selector: str = Field(
+        "nvidia.com/mig.config", description="label selector of the nodes whose MIG layout may change"
+    )
+    mig_target_mix: str = Field(
+        "1g=0.7,2g=0.2,3g=0.1", description="target shares of compute slices per class; '' = none"
+    )
+    mig_demand_window: float = Field(
+        3600.0, gt=0, description="seconds of webhook slice choices counted as recent demand"
+    )
+    sharing_apply: bool = Field(
+        False, description="set nvidia.com/device-plugin.config on nodes (default: dry-run, plan only)"
+    )
+    sharing_interval: float = Field(60.0, gt=0, description="seconds between GPU-sharing plans")
+    sharing_max_parallel: int = Field(1, ge=1, le=100, description="nodes changing sharing at the same time")
+    sharing_cooldown: float = Field(1800.0, ge=0, description="seconds a node keeps its sharing config")
+    sharing_timeout: float = Field(
+        600.0, gt=0, description="seconds a requested sharing config may take before it is reported stuck"
+    )
+    sharing_configmap: str = Field(
+        "gpu-operator/device-plugin-config",
+        description="NAMESPACE/NAME of the device plugin ConfigMap (ClusterPolicy devicePlugin.config)",
+    )
+    sharing_node_selector: str = Field(
+        "nvidia.com/device-plugin.config", description="label selector of the nodes whose sharing may change"
+    )
+    sharing_strategy: Literal["time-slicing", "mps"] = Field(
+        "time-slicing", description="how the sharing pool shares GPUs (the webhook's node selector too)"
+    )
+    sharing_off_config: str = Field(
+        "default", description="device-plugin config a node returns to when it leaves the sharing pool"
+    )
 
     # --- node autoscaling through Cluster API (issue 14) -----------------------------------------------
     node_autoscaling: Literal["off", "dry-run", "apply"] = Field(
@@ -204,6 +251,44 @@ class Settings(BaseSettings):
         for item in (p.strip() for p in value.split(",")):
             if item and ("=" not in item or not item.split("=", 1)[0].strip()):
                 raise ValueError(f"{item!r} is not key=value")
+        return value
+
+    @field_validator("mig_config")
+    @classmethod
+    def _mig_config_file(cls, value: Path | None) -> Path | None:
+        if value is None:
+            return value
+        if not value.is_file():
+            raise ValueError(f"file not found: {value}")
+        from app.gpu.migparted import MigConfigError, parse_mig_config
+
+        try:
+            parse_mig_config(value.read_text(), str(value))
+        except MigConfigError as exc:
+            raise ValueError(str(exc)) from None
+        return value
+
+    @field_validator("mig_target_mix")
+    @classmethod
+    def _mix(cls, value: str) -> str:
+        from app.mig.config import parse_mix
+
+        parse_mix(value)
+        return value
+
+    @field_validator("mig_node_selector", "sharing_node_selector")
+    @classmethod
+    def _selector(cls, value: str) -> str:
+        from app.cluster.selectors import parse_selector
+
+        parse_selector(value)
+        return value
+
+    @field_validator("mig_config_configmap", "sharing_configmap")
+    @classmethod
+    def _configmap_ref(cls, value: str) -> str:
+        if value and value.count("/") != 1:
+            raise ValueError(f"expected NAMESPACE/NAME, got {value!r}")
         return value
 
     @model_validator(mode="after")

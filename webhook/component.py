@@ -7,6 +7,8 @@ import contextlib
 import json
 import logging
 import time
+from collections import Counter as Tally
+from collections import deque
 from collections.abc import Mapping
 from typing import Any
 
@@ -14,12 +16,13 @@ from fastapi import APIRouter
 from prometheus_client import Counter, Histogram
 
 from app.context import AppContext
+from app.gpu.mig import offered_profiles
 from app.metrics import REGISTRY
 from app.settings import Settings
-from webhook.decide import Params, decide, fail_open, history_key
+from webhook.decide import Outcome, Params, decide, fail_open, history_key
 from webhook.history import HistoryResult, HistorySource, PrometheusHistory, UsageHistory
-from webhook.mig import offered_profiles
 from webhook.models import ReviewError, parse_review
+from webhook.share import PoolOffer, pool_offers
 
 log = logging.getLogger(__name__)
 
@@ -50,12 +53,20 @@ class WebhookComponent:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.params = Params(threshold=settings.mig_underuse_threshold, headroom=settings.mig_headroom)
+        self.params = Params(
+            threshold=settings.mig_underuse_threshold,
+            headroom=settings.mig_headroom,
+            sharing_strategy=settings.sharing_strategy,
+        )
         self.history = UsageHistory(
             None, ttl=settings.history_cache_ttl_seconds, timeout=settings.history_timeout_seconds
         )
         self._ctx: AppContext | None = None
         self._offers: tuple[int, dict[str, frozenset[str]]] = (-1, {})
+        self._pool: tuple[int, list[PoolOffer]] = (-1, [])
+        #: (time, "slice" | "share" | "wanted", profile or milli): what admission chose lately, the MIG and
+        #: sharing controllers' recent demand (only reviews that are not dry-run)
+        self.journal: deque[tuple[float, str, str]] = deque(maxlen=20_000)
         self._refresher: asyncio.Task[None] | None = None
 
     def router(self) -> APIRouter:
@@ -94,6 +105,35 @@ class WebhookComponent:
             self._offers = (cluster.generation, cached)
         return cached
 
+    def pool(self) -> list[PoolOffer]:
+        """What the nodes sharing GPUs (with the configured strategy) offer, per cluster-view generation."""
+        if self._ctx is None:
+            return []
+        cluster = self._ctx.cluster
+        gen, cached = self._pool
+        if gen != cluster.generation:
+            cached = pool_offers(cluster.list("Node"), self.params.sharing_strategy)
+            self._pool = (cluster.generation, cached)
+        return cached
+
+    def note(self, outcome: Outcome, now: float | None = None) -> None:
+        """Remember what one (non dry-run) review chose, for the controllers' demand."""
+        at = time.time() if now is None else now
+        for profile in outcome.slices:
+            self.journal.append((at, "slice", profile))
+        share = outcome.share
+        if share is not None and share.wanted:
+            self.journal.append((at, "share" if share.milli else "wanted", str(share.wanted)))
+
+    def recent_slices(self, since: float) -> dict[str, int]:
+        """MIG slices chosen since `since` (epoch seconds), per profile. Called from the MIG planner's
+        thread: `tuple()` copies the journal in one step, so admissions appending meanwhile are safe."""
+        return dict(Tally(v for t, kind, v in tuple(self.journal) if kind == "slice" and t >= since))
+
+    def recent_wanted_shares(self, since: float) -> list[int]:
+        """Shares (milli) wanted since `since` while no sharing node could take them (any thread)."""
+        return [int(v) for t, kind, v in tuple(self.journal) if kind == "wanted" and t >= since]
+
     def namespace_labels(self, namespace: str) -> Mapping[str, str] | None:
         if self._ctx is None or not namespace:
             return None
@@ -124,7 +164,7 @@ class WebhookComponent:
             if key is not None:
                 history = await self.history.lookup(key)
                 HISTORY_LOOKUPS.labels(history.status).inc()
-            outcome = decide(review, ns_labels, self.offers(), history, self.params)
+            outcome = decide(review, ns_labels, self.offers(), history, self.params, self.pool())
             response = outcome.response
             extra = {
                 **outcome.log,
@@ -133,6 +173,7 @@ class WebhookComponent:
             }
             if not req.dryRun:
                 MUTATIONS.labels(outcome.outcome, outcome.profile).inc()
+                self.note(outcome)
         except Exception as exc:  # fail open: never deny, never 5xx a well-formed review
             log.exception("webhook decision failed", extra={"uid": req.uid})
             response = fail_open(req.uid, f"internal error ({type(exc).__name__}); pod left unchanged")

@@ -20,8 +20,9 @@ from typing import Any, Literal, Protocol
 
 import httpx
 
+from app.gpu.mig import mig_compute_fraction
 from app.prometheus import query_vector
-from webhook.mig import Usage, mig_compute_fraction
+from webhook.mig import Usage
 
 log = logging.getLogger(__name__)
 

@@ -1,54 +1,16 @@
-"""MIG profile geometry and the pure profile choice.
+"""The webhook's MIG choice, pure: a workload's usage history -> the smallest offered profile that fits.
 
-Geometry lives in `webhook/data/mig_profiles.json` (derived from the shared reference table, checked against
-it by the tests); this module only reads it. Nothing here does I/O after import or knows about HTTP.
+MIG geometry (profiles, placements, compute shares, resource names) lives in `app/gpu/mig.py`; this module
+only decides. Nothing here does I/O or knows about HTTP.
 """
 
 from __future__ import annotations
 
-import json
-import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from functools import cache, lru_cache
-from importlib import resources
 from typing import Any
 
-MIG_RESOURCE_PREFIX = "nvidia.com/mig-"
-GPU_RESOURCE = "nvidia.com/gpu"
-_PROFILE_NAME = re.compile(r"^(\d+)g\.(\d+)gb(\+me)?$")
-
-
-@dataclass(frozen=True)
-class Profile:
-    """One MIG GPU-instance profile of one GPU model."""
-
-    name: str
-    compute_slices: int
-    memory_slices: int
-    memory_gib: float
-    max_instances: int
-    media_extensions: bool
-    compute_fraction: float
-
-    @property
-    def resource(self) -> str:
-        """Mixed-strategy resource name: `+` becomes `.` (`1g.10gb+me` -> `nvidia.com/mig-1g.10gb.me`)."""
-        return profile_resource(self.name)
-
-
-@dataclass(frozen=True)
-class GpuGeometry:
-    """MIG geometry of one GPU model (profiles ordered small to large)."""
-
-    key: str
-    patterns: tuple[re.Pattern[str], ...]
-    memory_mib: int
-    compute_slices_total: int
-    profiles: tuple[Profile, ...]
-
-    def profile(self, name: str) -> Profile | None:
-        return next((p for p in self.profiles if p.name == name), None)
+from app.gpu.mig import geometry_for
 
 
 @dataclass(frozen=True)
@@ -71,116 +33,6 @@ class Decision:
     outcome: str  # mutated | kept | no_fit | unknown_gpu | no_history
     gpu: str | None = None
     details: dict[str, Any] = field(default_factory=dict)
-
-
-def profile_resource(name: str) -> str:
-    return MIG_RESOURCE_PREFIX + name.replace("+", ".")
-
-
-def resource_profile(resource: str) -> str | None:
-    """`nvidia.com/mig-1g.10gb.me` -> `1g.10gb+me`; None for anything else."""
-    if not resource.startswith(MIG_RESOURCE_PREFIX):
-        return None
-    name = resource.removeprefix(MIG_RESOURCE_PREFIX)
-    if name.endswith(".me"):
-        name = name[:-3] + "+me"
-    return name if _PROFILE_NAME.match(name) else None
-
-
-@cache
-def geometries() -> tuple[GpuGeometry, ...]:
-    """All GPU models of the data file, in match order."""
-    text = resources.files("webhook").joinpath("data/mig_profiles.json").read_text()
-    data = json.loads(text)
-    out: list[GpuGeometry] = []
-    for key, g in data["gpus"].items():
-        total = int(g["compute_slices_total"])
-        profiles = tuple(
-            sorted(
-                (
-                    Profile(
-                        name=p["name"],
-                        compute_slices=int(p["compute_slices"]),
-                        memory_slices=int(p["memory_slices"]),
-                        memory_gib=float(p["memory_gib"]),
-                        max_instances=int(p["max_instances"]),
-                        media_extensions=bool(p["media_extensions"]),
-                        compute_fraction=int(p["compute_slices"]) / total,
-                    )
-                    for p in g["profiles"]
-                ),
-                key=lambda p: (p.memory_gib, p.compute_slices, p.media_extensions),
-            )
-        )
-        out.append(
-            GpuGeometry(
-                key=key,
-                patterns=tuple(re.compile(pat, re.IGNORECASE) for pat in g["product_patterns"]),
-                memory_mib=int(g["memory_mib"]),
-                compute_slices_total=total,
-                profiles=profiles,
-            )
-        )
-    return tuple(out)
-
-
-def mig_compute_fraction(profile: str, gpu_model: str | None = None) -> float | None:
-    """Share of the whole GPU's compute one instance of `profile` has (A30 has 4 slices, the rest 7)."""
-    geo = geometry_for(gpu_model) if gpu_model else None
-    for g in (geo,) if geo else geometries():
-        found = g.profile(profile)
-        if found is not None:
-            return found.compute_fraction
-    return None
-
-
-def known_profile_names() -> frozenset[str]:
-    return frozenset(p.name for g in geometries() for p in g.profiles)
-
-
-@lru_cache(maxsize=512)
-def geometry_for(product: str) -> GpuGeometry | None:
-    """The geometry for a product string (GFD label, DCGM modelName or NVML name); None when unknown."""
-    text = re.sub(r"[-_]+", " ", product).upper()
-    text = re.sub(r"-MIG.*$|\s+MIG\s+\d+G\..*$", "", text)
-    for geo in geometries():
-        if any(p.search(text) for p in geo.patterns):
-            return geo
-    return None
-
-
-def offered_profiles(nodes: Iterable[Mapping[str, Any]]) -> dict[str, frozenset[str]]:
-    """Per GPU product (the node's `nvidia.com/gpu.product` label), the MIG profiles some node offers.
-
-    A profile is offered when a node labels `nvidia.com/mig-<profile>.count` > 0 or has allocatable
-    `nvidia.com/mig-<profile>` > 0 (mixed strategy). Nodes without a product label are grouped under "".
-    """
-    offers: dict[str, set[str]] = {}
-    for node in nodes:
-        labels = (node.get("metadata") or {}).get("labels") or {}
-        alloc = (node.get("status") or {}).get("allocatable") or {}
-        found: set[str] = set()
-        for key, value in labels.items():
-            if key.startswith(MIG_RESOURCE_PREFIX) and key.endswith(".count") and _positive(value):
-                name = resource_profile(key.removesuffix(".count"))
-                if name:
-                    found.add(name)
-        for key, value in alloc.items():
-            name = resource_profile(key)
-            if name and _positive(value):
-                found.add(name)
-        if found:
-            product = str(labels.get("nvidia.com/gpu.product", ""))
-            product = re.sub(r"-MIG-.*$", "", product)
-            offers.setdefault(product, set()).update(found)
-    return {k: frozenset(v) for k, v in offers.items()}
-
-
-def _positive(value: Any) -> bool:
-    try:
-        return int(str(value)) > 0
-    except ValueError:
-        return False
 
 
 def usage_fraction(usage: Usage) -> tuple[float | None, float | None]:

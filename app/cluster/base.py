@@ -11,6 +11,7 @@ import abc
 import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any, Literal
 
 from app.cluster.kinds import WATCHED
@@ -187,6 +188,17 @@ class ClusterView(abc.ABC):
                 self._apply(ClusterEvent("ADDED", kind, obj))
             elif prev != obj:
                 self._apply(ClusterEvent("MODIFIED", kind, obj))
+
+
+def parse_timestamp(value: Any) -> datetime | None:
+    """A Kubernetes timestamp (RFC 3339, `2025-06-03T10:02:11Z`) -> an aware datetime; None if unreadable."""
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        t = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return t if t.tzinfo else t.replace(tzinfo=UTC)
 
 
 def merge_patch(target: Any, patch: Any) -> Any:

@@ -15,10 +15,10 @@ from datetime import datetime
 from typing import Any
 
 from app.cost.prices import PriceTable
+from app.gpu.mig import mig_compute_fraction
 from app.ops.inventory import ClusterFacts, gpu_equivalent
 from app.ops.status import node_usage
 from app.waste.score import WasteScore
-from webhook.mig import mig_compute_fraction
 
 HOURS_PER_MONTH = 730.0
 

@@ -23,9 +23,9 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from app.cluster.base import parse_timestamp
 from app.cost.prices import PriceTable
 from app.nodescale.predicates import node_ready
-from app.ops.inventory import _time as api_time
 from extender.inventory import ANN_TOPOLOGY, InventoryError, parse_node, parse_quantity
 
 Obj = Mapping[str, Any]
@@ -56,7 +56,7 @@ DEFAULT_MAX_PODS = "110"
 
 def parse_time(value: Any) -> float | None:
     """RFC 3339 (API timestamps) -> epoch seconds; None when absent or unreadable."""
-    t = api_time(value)
+    t = parse_timestamp(value)
     return t.timestamp() if t is not None else None
 
 

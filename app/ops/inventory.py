@@ -8,12 +8,13 @@ import json
 import logging
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
+from app.cluster.base import parse_timestamp
+from app.gpu.mig import mig_compute_fraction
 from extender.inventory import ANN_TOPOLOGY, InventoryError, NodeInfo, parse_node, parse_pod
 from webhook.history import WorkloadKey, workload_key
-from webhook.mig import mig_compute_fraction
 
 log = logging.getLogger(__name__)
 
@@ -85,16 +86,6 @@ def _physical(obj: Mapping[str, Any], info: NodeInfo) -> int:
     return max(info.capacity.gpu_count, int(count) if count.isdigit() else 0)
 
 
-def _time(value: Any) -> datetime | None:
-    if not isinstance(value, str) or not value:
-        return None
-    try:
-        t = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return t if t.tzinfo else t.replace(tzinfo=UTC)
-
-
 def node_facts(obj: Mapping[str, Any]) -> NodeFacts | None:
     """None for nodes without any GPU."""
     info = parse_node(dict(obj))
@@ -130,7 +121,7 @@ def gpu_pod(obj: Mapping[str, Any]) -> GpuPod | None:
         gpus=ask.req.gpu_count,
         mig=ask.mig,
         workload=key,
-        started=_time(status.get("startTime")) or _time(meta.get("creationTimestamp")),
+        started=parse_timestamp(status.get("startTime")) or parse_timestamp(meta.get("creationTimestamp")),
         phase=str(status.get("phase") or "Pending"),
     )
 

@@ -16,11 +16,12 @@ from itertools import combinations
 from typing import Any
 
 from app.cost.prices import PriceTable
+from app.gpu.mig import geometry_for, offered_profiles
 from app.ops.inventory import ClusterFacts, GpuPod
 from app.ops.status import node_usage
 from app.waste.score import WasteScore
 from webhook.history import WorkloadKey
-from webhook.mig import Decision, Usage, choose_profile, geometry_for, offered_profiles, smaller
+from webhook.mig import Decision, Usage, choose_profile, smaller
 
 LOW_USE_SCORE = 75.0
 #: link tokens a multi-GPU pod is happy with (anything short of crossing sockets)

@@ -41,8 +41,21 @@ def test_config_file_from_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
     assert load_settings().namespace == "ops"
 
 
+#: values of the MIG / sharing controller settings that have a format of their own
+ISSUE13_SAMPLES = {
+    "mig_config_configmap": "gpu-operator/x-value",
+    "sharing_configmap": "gpu-operator/x-value",
+    "mig_target_mix": "1g=0.5,3g=0.5",
+    "mig_max_parallel": "12",
+    "sharing_max_parallel": "12",
+    "sharing_strategy": "mps",
+}
+
+
 @pytest.mark.parametrize("name", sorted(set(Settings.model_fields) - {"tls_cert", "tls_key", "config"}))
-def test_every_setting_reads_its_env_variable(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_every_setting_reads_its_env_variable(
+    name: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     """The contract: every setting also reads GPU_AUTOSCALER_<NAME>."""
     default = Settings.model_fields[name].default
     sample: dict[type, str] = {float: "12.5", int: "1234", str: "x-value"}
@@ -67,6 +80,15 @@ def test_every_setting_reads_its_env_variable(name: str, monkeypatch: pytest.Mon
         value = "0.3"
     elif name in {"leader_election_renew_deadline", "leader_election_retry_period"}:
         value = "2.5"  # must stay below the lease duration (renew) and the renew deadline / 1.2 (retry)
+    elif name in ISSUE13_SAMPLES:
+        value = ISSUE13_SAMPLES[name]
+    elif name == "mig_config":
+        value = str(
+            write(
+                tmp_path / "mig.yaml",
+                "version: v1\nmig-configs: {off: [{devices: all, mig-enabled: false}]}\n",
+            )
+        )
     monkeypatch.setenv(ENV_PREFIX + name.upper(), value)
     got = getattr(load_settings(), name)
     assert str(got) == value or float(got) == float(value)

@@ -51,7 +51,7 @@ def test_demo_has_the_expected_objects() -> None:
         "Namespace": 4,
         "Deployment": 4,
         "VariantAutoscaling": 4,
-        "ConfigMap": 1,
+        "ConfigMap": 3,  # capacity-scaling-config; the GPU Operator's mig-parted and device-plugin configs
         "MachineDeployment": 5,
         "Machine": 7,
         "PodDisruptionBudget": 2,
@@ -164,6 +164,22 @@ def test_mig_node_layout_is_geometrically_valid() -> None:
     for profile, n in totals.items():
         assert alloc[f"nvidia.com/mig-{profile}"] == str(n)
         assert labels[f"nvidia.com/mig-{profile}.count"] == str(n)
+
+
+def test_the_mig_node_runs_the_layout_its_label_names() -> None:
+    """nvidia.com/mig.config=demo-mixed names a layout of the demo's mig-parted ConfigMap; that layout is
+    the node's per-GPU annotation and its allocatable."""
+    from app.gpu.mig import geometry_for
+    from app.gpu.migparted import parse_configmap
+
+    node = by_kind("Node")["a100-mig-0"]
+    configs = parse_configmap(by_kind("ConfigMap")["default-mig-parted-config"], "demo")
+    geo = geometry_for(node["metadata"]["labels"]["nvidia.com/gpu.product"])
+    assert geo is not None
+    per_gpu = configs.layouts[node["metadata"]["labels"]["nvidia.com/mig.config"]].per_gpu(geo, 4)
+    layout = json.loads(node["metadata"]["annotations"]["gpu-autoscaler.io/mig-layout"])
+    for i, gpu in enumerate(per_gpu):
+        assert gpu is not None and gpu.counts == dict(Counter(layout[str(i)]))
 
 
 def test_deployments_pods_and_variants_line_up() -> None:

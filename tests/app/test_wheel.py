@@ -71,7 +71,8 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
     for data in (
         "certs/mutatingwebhookconfiguration.yaml",
         "app/cluster/demo/nodes.yaml",
-        "webhook/data/mig_profiles.json",
+        "app/gpu/mig_profiles.json",
+        "app/gpu/mig-parted-default.yaml",
     ):
         assert data in names, f"{data} is not in the wheel (pyproject package-data)"
     assert not any(n.startswith(("tests/", "manifests/", "bench/")) for n in names)

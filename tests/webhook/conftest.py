@@ -11,8 +11,9 @@ from typing import Any
 import jsonpatch
 
 from app.cluster.snapshot import demo_snapshot_path, load_snapshot
+from app.gpu.mig import offered_profiles
 from webhook.history import WorkloadKey
-from webhook.mig import Usage, offered_profiles
+from webhook.mig import Usage
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "webhook"
 A100_80 = "NVIDIA A100-SXM4-80GB"
