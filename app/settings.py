@@ -5,6 +5,7 @@ Validated once at start; the core receives plain values, never this object's int
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any, Literal
 
@@ -74,8 +75,8 @@ class Settings(BaseSettings):
     autoscaler_write_status: bool = Field(False, description="patch VariantAutoscaling status each cycle")
 
     # --- operations: waste scoring, operator CLI ------------------------------------------------------
-    waste_interval: float = Field(60.0, gt=0, description="seconds between waste-scoring cycles")
-    waste_window: str = Field("1h", description="Prometheus range the DCGM use is averaged over")
+    waste_interval: float = Field(30.0, gt=0, description="seconds between waste-scoring cycles")
+    waste_window: str = Field("10m", description="Prometheus range the DCGM use is averaged over")
 
     # --- hardening: limits, TLS, fault tolerance (issue 11) -------------------------------------------
 
@@ -86,6 +87,19 @@ class Settings(BaseSettings):
     # --- node autoscaling through Cluster API (issue 14) -----------------------------------------------
 
     # --- cost, budgets, waste events (issue 15) --------------------------------------------------------
+    cost_interval: float = Field(
+        30.0, gt=0, description="seconds between cost-series exports / budget checks"
+    )
+    budgets_configmap: str = Field(
+        "gpu-budgets", description="ConfigMap (in `namespace`) holding GPU budgets"
+    )
+    enforce_budgets: bool = Field(
+        False, description="/validate-budget rejects new GPU pods of a namespace or cost centre over budget"
+    )
+    waste_flag_use: float = Field(0.5, gt=0, le=1, description="GPU use a wasteful pod stays under")
+    waste_flag_for: str = Field("5m", description="how long the use must stay under waste_flag_use")
+    waste_flag_score: float = Field(50.0, ge=0, le=100, description="waste score a flagged pod exceeds")
+    waste_event_interval: float = Field(3600.0, ge=0, description="seconds between waste Events on one pod")
 
     # --- high availability and binder mode (issue 16) --------------------------------------------------
 
@@ -96,6 +110,13 @@ class Settings(BaseSettings):
     def _file_exists(cls, value: Path | None) -> Path | None:
         if value is not None and not value.is_file():
             raise ValueError(f"file not found: {value}")
+        return value
+
+    @field_validator("waste_window", "waste_flag_for")
+    @classmethod
+    def _prometheus_duration(cls, value: str) -> str:
+        if not re.fullmatch(r"(\d+(ms|s|m|h|d|w|y))+", value):
+            raise ValueError(f"not a Prometheus duration such as 30s, 5m, 1h: {value!r}")
         return value
 
     @model_validator(mode="after")
