@@ -40,6 +40,9 @@ def default_components() -> list[ComponentFactory]:
     from app.waste.component import WasteComponent
 
     factories.append(WasteComponent)
+    from app.cost.component import CostComponent
+
+    factories.append(CostComponent)
     return factories
 
 

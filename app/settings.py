@@ -90,6 +90,7 @@ class Settings(BaseSettings):
     cost_interval: float = Field(
         30.0, gt=0, description="seconds between cost-series exports / budget checks"
     )
+    prices_file: Path | None = Field(None, description="JSON $/GPU-hour table (default: the bundled one)")
     budgets_configmap: str = Field(
         "gpu-budgets", description="ConfigMap (in `namespace`) holding GPU budgets"
     )
@@ -105,7 +106,7 @@ class Settings(BaseSettings):
 
     # --- console (issue 17) ----------------------------------------------------------------------------
 
-    @field_validator("tls_cert", "tls_key", "config")
+    @field_validator("tls_cert", "tls_key", "config", "prices_file")
     @classmethod
     def _file_exists(cls, value: Path | None) -> Path | None:
         if value is not None and not value.is_file():

@@ -211,7 +211,7 @@ async def load_inputs(args: argparse.Namespace) -> Inputs:
     except SettingsError as exc:
         raise CliError(str(exc)) from exc
     try:
-        prices = load_prices(args.prices)
+        prices = load_prices(args.prices or settings.prices_file)
     except PriceError as exc:
         raise CliError(f"--prices: {exc}") from exc
     cluster = build_cluster(settings)

@@ -276,6 +276,21 @@ def spend_by_scope(doc: Mapping[str, Any]) -> tuple[dict[ScopeKey, float], dict[
     return spent, rate
 
 
+def budget_standing(
+    facts: ClusterFacts,
+    attr: Attribution,
+    now: datetime,
+    budgets: Iterable[Budget],
+    month: Mapping[str, Mapping[tuple[str, ...], Mapping[str, float]]] | None = None,
+) -> list[BudgetStatus]:
+    """Where each budget stands this month: from the recorded series over the month (`month`, tables of
+    `app.cost.history`) when there are any, else from the pods holding GPUs now."""
+    start = month_start(now)
+    month_doc = from_history(month, start, now, attr) if month else point_in_time(facts, attr, now, (), start)
+    spent, rate = spend_by_scope(month_doc)
+    return statuses(budgets, spent, rate, now)
+
+
 def cost_view(
     facts: ClusterFacts,
     attr: Attribution,
@@ -286,20 +301,18 @@ def cost_view(
     month: Mapping[str, Mapping[tuple[str, ...], Mapping[str, float]]] | None = None,
     budgets: Iterable[Budget] = (),
     budget_errors: Iterable[str] = (),
+    standing: list[BudgetStatus] | None = None,
     waste: Iterable[WasteScore] = (),
     prices_origin: str = "bundled",
 ) -> dict[str, Any]:
     """The whole cost document: history when Prometheus recorded any (`history`: tables over the window,
-    `month`: over the budget month), else today's point-in-time view; each budget's standing attached."""
+    `month`: over the budget month), else today's point-in-time view; each budget's standing attached
+    (`standing` when the caller has it already)."""
     waste = list(waste)
-    start = month_start(now)
     if history:
-        doc = from_history(history, since or start, now, attr, waste, prices_origin)
+        doc = from_history(history, since or month_start(now), now, attr, waste, prices_origin)
     else:
         doc = point_in_time(facts, attr, now, waste, since, prices_origin)
-    if month:
-        month_doc = doc if history and since == start else from_history(month, start, now, attr)
-    else:
-        month_doc = point_in_time(facts, attr, now, (), start)
-    spent, rate = spend_by_scope(month_doc)
-    return with_budgets(doc, statuses(budgets, spent, rate, now), budget_errors)
+    if standing is None:
+        standing = budget_standing(facts, attr, now, budgets, month)
+    return with_budgets(doc, standing, budget_errors)

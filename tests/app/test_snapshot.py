@@ -50,7 +50,7 @@ def test_demo_has_the_expected_objects() -> None:
         "Namespace": 4,
         "Deployment": 4,
         "VariantAutoscaling": 4,
-        "ConfigMap": 1,
+        "ConfigMap": 2,  # capacity-scaling-config, gpu-budgets
     }
     assert set(by_kind("Node")) == {
         "dgx-h100-0", "dgx-h100-1", "hgx-a100-0", "hgx-a100-1", "l40s-0", "l40s-1", "a100-mig-0",
