@@ -4,10 +4,12 @@
 The rules record, every RULE_INTERVAL_S seconds, the GPU-equivalents held and the $/hour they cost per pod,
 namespace, workload, cost centre and node (idle capacity). Over a window (since, until]:
 
-    GPU-hours = sum_over_time(<level>:gpu_autoscaler_gpu_equivalents:sum[W] @ until) x interval / 3600
-    $         = sum_over_time(<level>:gpu_autoscaler_cost_usd_per_hour:sum[W] @ until) x interval / 3600
+    GPU-hours = sum_over_time(<level>:gpu_autoscaler_gpu_equivalents:sum[W:i] @ until offset 1ms) x i / 3600
+    $         = sum_over_time(<level>:gpu_autoscaler_cost_usd_per_hour:sum[W:i] @ until offset 1ms) x i / 3600
 
-(interval = RULE_INTERVAL_S, the rule group's evaluation interval)
+(i = RULE_INTERVAL_S, the rule group's evaluation interval; the subquery takes one value per interval
+whatever the phase of the rule evaluations, and `offset 1ms` keeps a window that ends on a step from
+counting both of its ends)
 
 so a pod that ran three hours yesterday still costs its three hours today. A constant number of queries per
 call, whatever the cluster size.
@@ -50,7 +52,8 @@ def cost_record(level: str) -> str:
 
 
 def _over(record: str, seconds: int, until: float) -> str:
-    return f"sum_over_time({record}[{seconds}s] @ {until:.3f}) * {RULE_INTERVAL_S} / 3600"
+    step = RULE_INTERVAL_S
+    return f"sum_over_time({record}[{seconds}s:{step}s] @ {until:.3f} offset 1ms) * {step} / 3600"
 
 
 def build_queries(since: datetime, until: datetime) -> dict[str, str]:
