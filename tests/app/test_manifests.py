@@ -22,6 +22,7 @@ MODELS = {
     "Deployment": "V1Deployment",
     "Service": "V1Service",
     "MutatingWebhookConfiguration": "V1MutatingWebhookConfiguration",
+    "ValidatingWebhookConfiguration": "V1ValidatingWebhookConfiguration",
 }
 
 
