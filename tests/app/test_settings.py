@@ -41,7 +41,9 @@ def test_config_file_from_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
     assert load_settings().namespace == "ops"
 
 
-@pytest.mark.parametrize("name", sorted(set(Settings.model_fields) - {"tls_cert", "tls_key", "config", "prices_file"}))
+@pytest.mark.parametrize(
+    "name", sorted(set(Settings.model_fields) - {"tls_cert", "tls_key", "config", "prices_file"})
+)
 def test_every_setting_reads_its_env_variable(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """The contract: every setting also reads GPU_AUTOSCALER_<NAME>."""
     default = Settings.model_fields[name].default

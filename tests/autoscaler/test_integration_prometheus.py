@@ -4,9 +4,6 @@ collector -> inventory -> engine -> desired replicas, through load phases (and a
 from __future__ import annotations
 
 import asyncio
-import shutil
-import socket
-import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -14,7 +11,6 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 from prometheus_client import CollectorRegistry, Gauge, generate_latest
 
@@ -22,8 +18,8 @@ from app.autoscaler.collector import PrometheusSource
 from app.autoscaler.config import CapacityConfigSet
 from app.autoscaler.inventory import build_variants
 from app.autoscaler.saturation import Action, Decision, decide
+from tests.prometheus_server import PROMETHEUS, PrometheusServer
 
-PROMETHEUS = shutil.which("prometheus") or "/usr/bin/prometheus"
 pytestmark = [
     pytest.mark.integration,
     pytest.mark.skipif(
@@ -84,12 +80,6 @@ class FakeVllm:
             g["vllm:num_requests_running"].labels(MODEL, "0").set(8)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture
 def stack(tmp_path: Path) -> Iterator[tuple[FakeVllm, str]]:
     fake = FakeVllm()
@@ -104,37 +94,15 @@ def stack(tmp_path: Path) -> Iterator[tuple[FakeVllm, str]]:
     )
     cfg = tmp_path / "prometheus.yml"
     cfg.write_text(f"global:\n  scrape_interval: 1s\n  scrape_timeout: 900ms\nscrape_configs:\n{jobs}\n")
-    port = _free_port()
-    proc = subprocess.Popen(
-        [
-            PROMETHEUS,
-            f"--config.file={cfg}",
-            f"--storage.tsdb.path={tmp_path / 'data'}",
-            f"--web.listen-address=127.0.0.1:{port}",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    url = f"http://127.0.0.1:{port}"
+    server = PrometheusServer(cfg, tmp_path / "data")
     try:
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                if httpx.get(f"{url}/-/ready", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                err = proc.stderr.read().decode()[-2000:] if proc.stderr else ""
-                pytest.fail(f"prometheus did not start: {err}")
-            time.sleep(0.2)
+        try:
+            url = server.start(timeout=20)
+        except RuntimeError as exc:
+            pytest.fail(str(exc))
         yield fake, url
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        server.stop()
         fake.server.shutdown()
 
 

@@ -1,8 +1,7 @@
-"""The PrometheusRule manifests as plain Prometheus rule files (what `promtool` and a bare Prometheus read)."""
+"""The PrometheusRule manifests as plain rule files (what `promtool` and a bare Prometheus read)."""
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -11,8 +10,6 @@ import yaml
 ROOT = Path(__file__).resolve().parents[2]
 MONITORING = ROOT / "manifests" / "monitoring"
 HERE = Path(__file__).resolve().parent
-PROMTOOL = shutil.which("promtool") or "/usr/bin/promtool"
-PROMETHEUS = shutil.which("prometheus") or "/usr/bin/prometheus"
 
 
 def prometheus_rules() -> dict[str, dict[str, Any]]:

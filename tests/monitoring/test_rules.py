@@ -13,7 +13,8 @@ import pytest
 import yaml
 
 from app.cost import history
-from tests.monitoring.rules import HERE, PROMTOOL, alerts, prometheus_rules, records, write_rule_files
+from tests.monitoring.rules import HERE, alerts, prometheus_rules, records, write_rule_files
+from tests.prometheus_server import PROMTOOL
 
 needs_promtool = pytest.mark.skipif(
     not Path(PROMTOOL).exists(), reason="needs promtool (the Debian prometheus package: make prometheus)"
