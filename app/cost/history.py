@@ -4,12 +4,13 @@
 The rules record, every RULE_INTERVAL_S seconds, the GPU-equivalents held and the $/hour they cost per pod,
 namespace, workload, cost centre and node (idle capacity). Over a window (since, until]:
 
-    GPU-hours = sum_over_time(<level>:gpu_autoscaler_gpu_equivalents:sum[W:i] @ until offset 1ms) x i / 3600
-    $         = sum_over_time(<level>:gpu_autoscaler_cost_usd_per_hour:sum[W:i] @ until offset 1ms) x i / 3600
+    GPU-hours = sum_over_time(<level>:gpu_autoscaler_gpu_equivalents:sum[W - 1ms:i] @ until) x i / 3600
+    $         = sum_over_time(<level>:gpu_autoscaler_cost_usd_per_hour:sum[W - 1ms:i] @ until) x i / 3600
 
-(i = RULE_INTERVAL_S, the rule group's evaluation interval; the subquery takes one value per interval
-whatever the phase of the rule evaluations, and `offset 1ms` keeps a window that ends on a step from
-counting both of its ends)
+(i = RULE_INTERVAL_S, the rule group's evaluation interval: the subquery takes one value per interval
+whatever the phase of the rule evaluations, each standing for the interval before it; a window 1 ms short
+of W holds exactly W / i of them, as Prometheus 2 ranges are closed and would count both ends of an
+aligned window)
 
 so a pod that ran three hours yesterday still costs its three hours today. A constant number of queries per
 call, whatever the cluster size.
@@ -53,7 +54,7 @@ def cost_record(level: str) -> str:
 
 def _over(record: str, seconds: int, until: float) -> str:
     step = RULE_INTERVAL_S
-    return f"sum_over_time({record}[{seconds}s:{step}s] @ {until:.3f} offset 1ms) * {step} / 3600"
+    return f"sum_over_time({record}[{seconds * 1000 - 1}ms:{step}s] @ {until:.3f}) * {step} / 3600"
 
 
 def build_queries(since: datetime, until: datetime) -> dict[str, str]:

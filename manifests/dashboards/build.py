@@ -806,7 +806,8 @@ LATENCY = Dashboard(
             "Share of extender calls answered with an error or refused as malformed.",
             [
                 Target(
-                    'sum(rate(gpu_autoscaler_extender_requests_total{outcome=~"error|bad_request"}[$__rate_interval]))'
+                    '(sum(rate(gpu_autoscaler_extender_requests_total{outcome=~"error|bad_request"}'
+                    "[$__rate_interval])) or vector(0))"
                     " / sum(rate(gpu_autoscaler_extender_requests_total[$__rate_interval]))"
                 )
             ],
@@ -822,8 +823,8 @@ LATENCY = Dashboard(
             "Share of admission reviews the MIG webhook failed open on.",
             [
                 Target(
-                    'sum(rate(gpu_autoscaler_webhook_mutations_total{outcome="error"}[$__rate_interval]))'
-                    " / sum(rate(gpu_autoscaler_webhook_mutations_total[$__rate_interval]))"
+                    '(sum(rate(gpu_autoscaler_webhook_mutations_total{outcome="error"}[$__rate_interval]))'
+                    " or vector(0)) / sum(rate(gpu_autoscaler_webhook_mutations_total[$__rate_interval]))"
                 )
             ],
             w=6,

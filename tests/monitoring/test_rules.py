@@ -87,7 +87,7 @@ def test_history_reads_the_recorded_names_at_the_rule_interval() -> None:
         used |= set(re.findall(r"\b([a-z_]+:gpu_autoscaler_[a-z_]+:[a-z0-9_]+)", q))
     assert used and used <= minute, used - minute
     assert all(
-        "[172800s:60s] @ 1748908800.000" in q
+        "[172799999ms:60s] @ 1748908800.000" in q
         for q in history.build_queries(since, until).values()
         if "sum_over_time" in q
     )
