@@ -64,5 +64,5 @@ def right_size(
     if held is not None and prof.compute_fraction >= held.compute_fraction:
         return RightSize(None, geo.key, None, f"{slice_profile} is already the smallest slice that fits")
     price = prices.per_hour(product)
-    saved = None if price is None else round(price * max(0.0, held_gpus - prof.compute_fraction), 4)
+    saved = None if price is None else price * max(0.0, held_gpus - prof.compute_fraction)
     return RightSize(prof.name, geo.key, saved, decision.reason)
