@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: all venv demo serve test unit integration lint typecheck bench bench-sim prometheus certs clean image
+.PHONY: all venv demo serve test unit integration lint typecheck bench bench-sim prometheus certs clean image dashboards rules
 
 all: test
 
@@ -26,6 +26,14 @@ serve: venv
 
 prometheus:
 	@scripts/install-prometheus.sh
+
+# Grafana dashboards (manifests/dashboards/*.json) are generated: edit build.py, then run this.
+dashboards: venv
+	$(PY) manifests/dashboards/build.py
+
+# promtool check/test of the PrometheusRules (also part of `make test`).
+rules: venv prometheus
+	$(BIN)/pytest -q tests/monitoring/test_rules.py
 
 lint: venv
 	$(BIN)/ruff check .

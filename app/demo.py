@@ -29,6 +29,7 @@ DEMO_ACTS: tuple[str, ...] = (
     "app.autoscaler.demo:act",
     "extender.replay.demo:act",
     "webhook.demo:act",
+    "app.cost.demo:act",
 )
 
 

@@ -59,7 +59,11 @@ class WasteFlag:
             return "release the GPU (scale to zero / stop the notebook)"
         if self.fit.profile:
             return f"request nvidia.com/mig-{self.fit.profile} on {self.fit.gpu} instead"
-        return "right-size: a smaller MIG slice or a shared GPU"
+        if self.fit.gpu is None:  # no MIG on this GPU model
+            return (
+                f"a GPU share (gpu-autoscaler.io/gpu-milli) on a time-slicing pool: {self.product} has no MIG"
+            )
+        return f"right-size: a smaller MIG slice or a GPU share ({self.fit.reason})"
 
     def message(self, flag_for: str, use_below: float) -> str:
         s = self.score
