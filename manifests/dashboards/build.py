@@ -200,12 +200,69 @@ LEGEND_TABLE = {
 }
 STACKED = {"stacking": {"mode": "normal", "group": "A"}, "fillOpacity": 30, "lineWidth": 1}
 BARS = {"drawStyle": "bars", "fillOpacity": 60, "stacking": {"mode": "normal", "group": "A"}}
+DASHED = {"thresholdsStyle": {"mode": "dashed"}}
 TABLE = {"showHeader": True, "cellHeight": "sm"}
-MERGE = [{"id": "merge", "options": {}}]
+BAR_GAUGE = {"reduceOptions": {"calcs": ["lastNotNull"], "fields": "", "values": False}}
+Steps = list[tuple[float | None, str]]
 
 
 def _hide(*columns: str) -> dict[str, Any]:
     return {"id": "organize", "options": {"excludeByName": dict.fromkeys(("Time", *columns), True)}}
+
+
+def stat(title: str, description: str, expr: str, unit: str = "", thresholds: Steps | None = None) -> Panel:
+    """A number, a quarter of a row wide."""
+    return Panel(
+        "stat", title, description, [Target(expr)], w=6, h=4, unit=unit, options=STAT, thresholds=thresholds
+    )
+
+
+def series(
+    title: str,
+    description: str,
+    *targets: Target,
+    w: int = 12,
+    h: int = 8,
+    custom: dict[str, Any] | None = None,
+    **kw: Any,
+) -> Panel:
+    """A time series with a legend table (last, max) on the right."""
+    return Panel(
+        "timeseries",
+        title,
+        description,
+        list(targets),
+        w=w,
+        h=h,
+        custom=custom or {},
+        options=LEGEND_TABLE,
+        **kw,
+    )
+
+
+def table(
+    title: str, description: str, *exprs: str, columns: dict[str, str] | None = None, **kw: Any
+) -> Panel:
+    """Instant queries as one table; several are merged on their labels, their values named by `columns`."""
+    targets = [Target(e, instant=True, table=True) for e in exprs]
+    if columns:
+        rename = {
+            "id": "organize",
+            "options": {"renameByName": {f"Value #{chr(65 + i)}": c for i, c in enumerate(columns.values())}},
+        }
+        transformations = [{"id": "merge", "options": {}}, _hide(), rename]
+    else:
+        transformations = [_hide(*kw.pop("hide", ()))]
+    return Panel("table", title, description, targets, options=TABLE, transformations=transformations, **kw)
+
+
+def bars(title: str, description: str, expr: str, legend: str, steps: Steps, **kw: Any) -> Panel:
+    """One horizontal bar per series (the latest value)."""
+    options = {"orientation": "horizontal", "displayMode": kw.pop("mode", "gradient"), **BAR_GAUGE}
+    return Panel(
+        "bargauge", title, description, [Target(expr, legend=legend, instant=True)], unit="percentunit",
+        min=0, options=options, thresholds=steps, **kw,
+    )  # fmt: skip
 
 
 NODE = 'node=~"$node"'
@@ -218,43 +275,27 @@ OVERVIEW = Dashboard(
     tags=["gpu", "dcgm"],
     variables=[Var("node", "label_values(node:gpu_autoscaler_gpu_capacity:max, node)")],
     panels=[
-        Panel(
-            "stat",
+        stat(
             "GPUs",
             "GPU-equivalents the nodes offer: whole GPUs plus the compute share of each MIG slice.",
-            [Target(f"sum(node:gpu_autoscaler_gpu_capacity:max{{{NODE}}})")],
-            w=6,
-            h=4,
-            options=STAT,
+            f"sum(node:gpu_autoscaler_gpu_capacity:max{{{NODE}}})",
         ),
-        Panel(
-            "stat",
+        stat(
             "Allocated",
             "GPU-equivalents pods hold now (a MIG slice counts its compute share, a GPU share its milli).",
-            [Target(f"sum(node:gpu_autoscaler_gpu_allocated:sum{{{NODE}}})")],
-            w=6,
-            h=4,
-            options=STAT,
+            f"sum(node:gpu_autoscaler_gpu_allocated:sum{{{NODE}}})",
         ),
-        Panel(
-            "stat",
+        stat(
             "Idle",
             "GPU-equivalents no pod holds.",
-            [Target(f"sum(node:gpu_autoscaler_idle_gpu_equivalents:sum{{{NODE}}})")],
-            w=6,
-            h=4,
-            options=STAT,
+            f"sum(node:gpu_autoscaler_idle_gpu_equivalents:sum{{{NODE}}})",
             thresholds=[(None, "green"), (4, "orange")],
         ),
-        Panel(
-            "stat",
+        stat(
             "Mean GPU utilisation",
             "Mean compute use over every GPU and MIG slice (DCGM_FI_PROF_GR_ENGINE_ACTIVE, else GPU_UTIL).",
-            [Target(f"avg(node_gpu:gpu_autoscaler_dcgm_compute_use:max{{{NODE}}})")],
-            w=6,
-            h=4,
+            f"avg(node_gpu:gpu_autoscaler_dcgm_compute_use:max{{{NODE}}})",
             unit="percentunit",
-            options=STAT,
             thresholds=[(None, "red"), (0.3, "orange"), (0.6, "green")],
         ),
         Panel(
@@ -281,81 +322,43 @@ OVERVIEW = Dashboard(
                 "rowsFrame": {"layout": "auto"},
             },
         ),
-        Panel(
-            "bargauge",
+        bars(
             "Allocation per node",
             "Share of each node's GPU capacity held by pods now.",
-            [
-                Target(
-                    f"1 - sum by (node) (node:gpu_autoscaler_idle_gpu_equivalents:sum{{{NODE}}})"
-                    f" / sum by (node) (node:gpu_autoscaler_gpu_capacity:max{{{NODE}}} > 0)",
-                    legend="{{node}}",
-                    instant=True,
-                )
-            ],
+            f"1 - sum by (node) (node:gpu_autoscaler_idle_gpu_equivalents:sum{{{NODE}}})"
+            f" / sum by (node) (node:gpu_autoscaler_gpu_capacity:max{{{NODE}}} > 0)",
+            "{{node}}",
+            [(None, "blue"), (0.5, "green"), (0.9, "orange")],
             w=8,
             h=9,
-            unit="percentunit",
-            min=0,
             max=1,
-            options={
-                "orientation": "horizontal",
-                "displayMode": "gradient",
-                "reduceOptions": {"calcs": ["lastNotNull"], "fields": "", "values": False},
-            },
-            thresholds=[(None, "blue"), (0.5, "green"), (0.9, "orange")],
         ),
-        Panel(
-            "timeseries",
+        series(
             "Allocated GPU-equivalents per node",
             "What pods hold on each node over time.",
-            [Target(f"node:gpu_autoscaler_gpu_allocated:sum{{{NODE}}}", legend="{{node}}")],
+            Target(f"node:gpu_autoscaler_gpu_allocated:sum{{{NODE}}}", legend="{{node}}"),
             w=16,
             h=9,
             custom=STACKED,
-            options=LEGEND_TABLE,
         ),
-        Panel(
-            "table",
+        table(
             "GPUs per product",
             "Capacity, allocation and idle GPU-equivalents per GPU product.",
-            [
-                Target("sum by (product) (node:gpu_autoscaler_gpu_capacity:max)", instant=True, table=True),
-                Target("sum by (product) (pod:gpu_autoscaler_gpu_equivalents:max)", instant=True, table=True),
-                Target(
-                    "sum by (product) (node:gpu_autoscaler_idle_gpu_equivalents:sum)",
-                    instant=True,
-                    table=True,
-                ),
-            ],
-            w=12,
-            options=TABLE,
-            transformations=[
-                *MERGE,
-                _hide(),
-                {
-                    "id": "organize",
-                    "options": {
-                        "renameByName": {"Value #A": "capacity", "Value #B": "allocated", "Value #C": "idle"}
-                    },
-                },
-            ],
+            "sum by (product) (node:gpu_autoscaler_gpu_capacity:max)",
+            "sum by (product) (pod:gpu_autoscaler_gpu_equivalents:max)",
+            "sum by (product) (node:gpu_autoscaler_idle_gpu_equivalents:sum)",
+            columns={"A": "capacity", "B": "allocated", "C": "idle"},
         ),
-        Panel(
-            "timeseries",
+        series(
             "GPU memory use per GPU",
             "Framebuffer used / (used + free) per GPU and MIG slice (DCGM).",
-            [
-                Target(
-                    f"node_gpu:gpu_autoscaler_dcgm_memory_use:max{{{NODE}}}",
-                    legend="{{node}} {{gpu}} {{GPU_I_ID}}",
-                )
-            ],
-            w=12,
+            Target(
+                f"node_gpu:gpu_autoscaler_dcgm_memory_use:max{{{NODE}}}",
+                legend="{{node}} {{gpu}} {{GPU_I_ID}}",
+            ),
             unit="percentunit",
             min=0,
             max=1,
-            options=LEGEND_TABLE,
         ),
     ],
 )
@@ -368,159 +371,91 @@ COST = Dashboard(
     time_from="now-7d",
     variables=[Var("namespace", "label_values(namespace:gpu_autoscaler_cost_usd_per_hour:sum, namespace)")],
     panels=[
-        Panel(
-            "stat",
+        stat(
             "Spend now",
             "$ per hour of the GPUs pods hold now.",
-            [Target(f"sum(namespace:gpu_autoscaler_cost_usd_per_hour:sum{{{NS}}})")],
-            w=6,
-            h=4,
+            f"sum(namespace:gpu_autoscaler_cost_usd_per_hour:sum{{{NS}}})",
             unit="currencyUSD",
-            options=STAT,
         ),
-        Panel(
-            "stat",
+        stat(
             "Last 24 hours",
             "$ spent over the last day (namespace:gpu_autoscaler_cost_usd:1d).",
-            [Target(f"sum(namespace:gpu_autoscaler_cost_usd:1d{{{NS}}})")],
-            w=6,
-            h=4,
+            f"sum(namespace:gpu_autoscaler_cost_usd:1d{{{NS}}})",
             unit="currencyUSD",
-            options=STAT,
         ),
-        Panel(
-            "stat",
+        stat(
             "Idle capacity",
             "$ per hour of the GPU capacity no pod holds (the whole cluster).",
-            [Target("cluster:gpu_autoscaler_idle_cost_usd_per_hour:sum")],
-            w=6,
-            h=4,
+            "cluster:gpu_autoscaler_idle_cost_usd_per_hour:sum",
             unit="currencyUSD",
-            options=STAT,
             thresholds=[(None, "green"), (10, "orange")],
         ),
-        Panel(
-            "stat",
+        stat(
             "Projected this month",
             "Spent this month + what is held now until the month ends, over the namespaces with a budget.",
-            [
-                Target(
-                    'sum(budget:gpu_autoscaler_cost_usd:projected_month_end{scope="namespace",name=~"$namespace"})'
-                )
-            ],
-            w=6,
-            h=4,
+            'sum(budget:gpu_autoscaler_cost_usd:projected_month_end{scope="namespace",name=~"$namespace"})',
             unit="currencyUSD",
-            options=STAT,
         ),
-        Panel(
-            "timeseries",
+        series(
             "$ per hour by namespace",
             "Cost rate of what each namespace holds.",
-            [Target(f"namespace:gpu_autoscaler_cost_usd_per_hour:sum{{{NS}}}", legend="{{namespace}}")],
-            w=12,
+            Target(f"namespace:gpu_autoscaler_cost_usd_per_hour:sum{{{NS}}}", legend="{{namespace}}"),
             unit="currencyUSD",
             custom=STACKED,
-            options=LEGEND_TABLE,
         ),
-        Panel(
-            "timeseries",
+        series(
             "$ per day by namespace",
             "Each bar: the day's spend (namespace:gpu_autoscaler_cost_usd:1d sampled once a day).",
-            [Target(f"namespace:gpu_autoscaler_cost_usd:1d{{{NS}}}", legend="{{namespace}}", interval="1d")],
-            w=12,
+            Target(f"namespace:gpu_autoscaler_cost_usd:1d{{{NS}}}", legend="{{namespace}}", interval="1d"),
             unit="currencyUSD",
             custom=BARS,
-            options=LEGEND_TABLE,
         ),
-        Panel(
-            "timeseries",
+        series(
             "GPU-hours per hour by namespace",
             "Each bar: the GPU-hours of one hour (namespace:gpu_autoscaler_gpu_hours:1h sampled hourly).",
-            [Target(f"namespace:gpu_autoscaler_gpu_hours:1h{{{NS}}}", legend="{{namespace}}", interval="1h")],
-            w=12,
+            Target(f"namespace:gpu_autoscaler_gpu_hours:1h{{{NS}}}", legend="{{namespace}}", interval="1h"),
             custom=BARS,
-            options=LEGEND_TABLE,
         ),
-        Panel(
-            "timeseries",
+        series(
             "$ per hour by cost centre",
             "Cost rate per `gpu-cost-center` pod label (empty: pods without the label).",
-            [Target("cost_center:gpu_autoscaler_cost_usd_per_hour:sum", legend="{{cost_center}}")],
-            w=12,
+            Target("cost_center:gpu_autoscaler_cost_usd_per_hour:sum", legend="{{cost_center}}"),
             unit="currencyUSD",
             custom=STACKED,
-            options=LEGEND_TABLE,
         ),
-        Panel(
-            "table",
+        table(
             "Budgets this month",
             "Per namespace / cost-centre budget (ConfigMap gpu-budgets): spent, budget, used, projection.",
-            [
-                Target("budget:gpu_autoscaler_budget_spent_usd:max", instant=True, table=True),
-                Target("budget:gpu_autoscaler_budget_monthly_usd:max", instant=True, table=True),
-                Target("budget:gpu_autoscaler_budget_used:ratio", instant=True, table=True),
-                Target("budget:gpu_autoscaler_cost_usd:projected_month_end", instant=True, table=True),
-            ],
+            "budget:gpu_autoscaler_budget_spent_usd:max",
+            "budget:gpu_autoscaler_budget_monthly_usd:max",
+            "budget:gpu_autoscaler_budget_used:ratio",
+            "budget:gpu_autoscaler_cost_usd:projected_month_end",
+            columns={"A": "spent $", "B": "budget $", "C": "used", "D": "projected month end $"},
             w=14,
-            options=TABLE,
-            transformations=[
-                *MERGE,
-                _hide(),
-                {
-                    "id": "organize",
-                    "options": {
-                        "renameByName": {
-                            "Value #A": "spent $",
-                            "Value #B": "budget $",
-                            "Value #C": "used",
-                            "Value #D": "projected month end $",
-                        }
-                    },
-                },
-            ],
         ),
-        Panel(
-            "bargauge",
+        bars(
             "Budget used",
             "Spent / monthly budget; orange past the usual soft limit (80 %), red past the budget.",
-            [Target("budget:gpu_autoscaler_budget_used:ratio", legend="{{scope}} {{name}}", instant=True)],
+            "budget:gpu_autoscaler_budget_used:ratio",
+            "{{scope}} {{name}}",
+            [(None, "green"), (0.8, "orange"), (1.0, "red")],
             w=10,
-            unit="percentunit",
-            min=0,
             max=1.2,
-            options={
-                "orientation": "horizontal",
-                "displayMode": "lcd",
-                "reduceOptions": {"calcs": ["lastNotNull"], "fields": "", "values": False},
-            },
-            thresholds=[(None, "green"), (0.8, "orange"), (1.0, "red")],
+            mode="lcd",
         ),
-        Panel(
-            "table",
+        table(
             "Top workloads, last 24 hours",
             "The 20 workloads that cost most over the last day.",
-            [
-                Target(
-                    f"topk(20, namespace_workload:gpu_autoscaler_cost_usd:1d{{{NS}}})",
-                    instant=True,
-                    table=True,
-                )
-            ],
-            w=12,
+            f"topk(20, namespace_workload:gpu_autoscaler_cost_usd:1d{{{NS}}})",
             unit="currencyUSD",
-            options=TABLE,
-            transformations=[_hide("__name__")],
+            hide=("__name__",),
         ),
-        Panel(
-            "timeseries",
+        series(
             "Idle $ per hour by node",
             "What the capacity no pod holds costs, per node.",
-            [Target("node:gpu_autoscaler_idle_cost_usd_per_hour:sum", legend="{{node}}")],
-            w=12,
+            Target("node:gpu_autoscaler_idle_cost_usd_per_hour:sum", legend="{{node}}"),
             unit="currencyUSD",
             custom=STACKED,
-            options=LEGEND_TABLE,
         ),
     ],
 )
@@ -532,117 +467,70 @@ WASTE = Dashboard(
     tags=["gpu", "waste"],
     variables=[Var("namespace", "label_values(gpu_autoscaler_waste_score, namespace)")],
     panels=[
-        Panel(
-            "stat",
+        stat(
             "Pods flagged wasteful",
             "Pods whose GPU use stayed under 50 % for 5 minutes with a waste score over 50.",
-            [Target(f"count(max by (namespace, pod) (gpu_autoscaler_waste_flagged{{{NS}}})) or vector(0)")],
-            w=6,
-            h=4,
-            options=STAT,
+            f"count(max by (namespace, pod) (gpu_autoscaler_waste_flagged{{{NS}}})) or vector(0)",
             thresholds=[(None, "green"), (1, "orange")],
         ),
-        Panel(
-            "stat",
+        stat(
             "Could save",
             "$ per month the suggestions for the flagged pods would save.",
-            [Target(f"sum(gpu_autoscaler_suggestion_saving_usd_per_month{{{NS}}}) or vector(0)")],
-            w=6,
-            h=4,
+            f"sum(gpu_autoscaler_suggestion_saving_usd_per_month{{{NS}}}) or vector(0)",
             unit="currencyUSD",
-            options=STAT,
         ),
-        Panel(
-            "stat",
+        stat(
             "GPUs idle over an hour",
             "Held GPUs (or slices) whose compute use stayed under 5 % for the last hour (GPUIdleOverAnHour).",
-            [
-                Target(
-                    f"count(max_over_time(pod_gpu:gpu_autoscaler_dcgm_compute_use:max{{{NS}}}[1h]) < 0.05)"
-                    " or vector(0)"
-                )
-            ],
-            w=6,
-            h=4,
-            options=STAT,
+            f"count(max_over_time(pod_gpu:gpu_autoscaler_dcgm_compute_use:max{{{NS}}}[1h]) < 0.05)"
+            " or vector(0)",
             thresholds=[(None, "green"), (1, "red")],
         ),
-        Panel(
-            "stat",
+        stat(
             "Wasted now",
             "$ per hour of held GPU capacity that goes unused: pod cost x its highest waste score / 100.",
-            [
-                Target(
-                    f"sum(max by (namespace, pod) (gpu_autoscaler_waste_score{{{NS}}}) / 100"
-                    " * on (namespace, pod) group_left ()"
-                    " sum by (namespace, pod) (pod:gpu_autoscaler_cost_usd_per_hour:sum))"
-                )
-            ],
-            w=6,
-            h=4,
+            f"sum(max by (namespace, pod) (gpu_autoscaler_waste_score{{{NS}}}) / 100"
+            " * on (namespace, pod) group_left ()"
+            " sum by (namespace, pod) (pod:gpu_autoscaler_cost_usd_per_hour:sum))",
             unit="currencyUSD",
-            options=STAT,
         ),
-        Panel(
-            "table",
+        table(
             "Waste scores",
             "Each held GPU's score (0 busy .. 100 idle) over the waste window.",
-            [Target(f"sort_desc(gpu_autoscaler_waste_score{{{NS}}})", instant=True, table=True)],
-            w=12,
+            f"sort_desc(gpu_autoscaler_waste_score{{{NS}}})",
             h=9,
-            options=TABLE,
-            transformations=[_hide("__name__", "instance", "job")],
+            hide=("__name__", "instance", "job"),
             thresholds=[(None, "green"), (50, "orange"), (75, "red")],
         ),
-        Panel(
-            "table",
+        table(
             "Suggestions",
             "Per flagged pod: release it or the MIG profile its use fits, and the monthly saving.",
-            [
-                Target(
-                    f"sort_desc(gpu_autoscaler_suggestion_saving_usd_per_month{{{NS}}})",
-                    instant=True,
-                    table=True,
-                )
-            ],
-            w=12,
+            f"sort_desc(gpu_autoscaler_suggestion_saving_usd_per_month{{{NS}}})",
             h=9,
             unit="currencyUSD",
-            options=TABLE,
-            transformations=[_hide("__name__", "instance", "job")],
+            hide=("__name__", "instance", "job"),
         ),
-        Panel(
-            "timeseries",
+        series(
             "Waste score per pod",
             "The highest score over each pod's GPUs.",
-            [
-                Target(
-                    f"max by (namespace, pod) (gpu_autoscaler_waste_score{{{NS}}})",
-                    legend="{{namespace}}/{{pod}}",
-                )
-            ],
-            w=12,
+            Target(
+                f"max by (namespace, pod) (gpu_autoscaler_waste_score{{{NS}}})",
+                legend="{{namespace}}/{{pod}}",
+            ),
             min=0,
             max=100,
-            options=LEGEND_TABLE,
         ),
-        Panel(
-            "timeseries",
+        series(
             "Compute use of held GPUs",
             "DCGM compute use per held GPU / slice; 5 minutes under the dashed 50 % line: a waste flag.",
-            [
-                Target(
-                    f"pod_gpu:gpu_autoscaler_dcgm_compute_use:max{{{NS}}}",
-                    legend="{{namespace}}/{{pod}} {{gpu}}",
-                )
-            ],
-            w=12,
+            Target(
+                f"pod_gpu:gpu_autoscaler_dcgm_compute_use:max{{{NS}}}", legend="{{namespace}}/{{pod}} {{gpu}}"
+            ),
             unit="percentunit",
             min=0,
             max=1,
-            custom={"thresholdsStyle": {"mode": "dashed"}},
+            custom=DASHED,
             thresholds=[(None, "red"), (0.5, "green")],
-            options=LEGEND_TABLE,
         ),
     ],
 )
@@ -659,6 +547,26 @@ def _quantiles(metric: str, by: tuple[str, ...], legend: str) -> list[Target]:
     ]
 
 
+def rates(title: str, description: str, metric: str, by: str, w: int = 8, h: int = 8) -> Panel:
+    """Per-second rate of a counter, stacked by its labels `by`."""
+    legend = " ".join("{{" + label.strip() + "}}" for label in by.split(","))
+    target = Target(f"sum by ({by}) (rate({metric}[$__rate_interval]))", legend=legend)
+    unit = "" if metric.endswith("events_total") else "reqps"
+    return series(title, description, target, w=w, h=h, unit=unit, custom=STACKED)
+
+
+def error_share(title: str, description: str, metric: str, errors: str) -> Panel:
+    """Share of a counter's increments whose outcome matches `errors` (0 when there are none)."""
+    expr = (
+        f'(sum(rate({metric}{{outcome=~"{errors}"}}[$__rate_interval])) or vector(0))'
+        f" / sum(rate({metric}[$__rate_interval]))"
+    )
+    return Panel(
+        "stat", title, description, [Target(expr)], w=6, h=6, unit="percentunit", options=STAT,
+        thresholds=[(None, "green"), (0.01, "red")],
+    )  # fmt: skip
+
+
 VARIANT = 'namespace=~"$namespace", variant_name=~"$variant"'
 DECISIONS = Dashboard(
     uid="gpu-autoscaler-decisions",
@@ -670,91 +578,54 @@ DECISIONS = Dashboard(
         Var("variant", 'label_values(wva_desired_replicas{namespace=~"$namespace"}, variant_name)'),
     ],
     panels=[
-        Panel(
-            "timeseries",
+        series(
             "Desired vs current replicas",
             "What the autoscaler wants (solid) and what the Deployment has (dashed).",
-            [
-                Target(f"wva_desired_replicas{{{VARIANT}}}", legend="{{variant_name}} desired"),
-                Target(f"wva_current_replicas{{{VARIANT}}}", legend="{{variant_name}} current"),
-            ],
-            w=12,
-            options=LEGEND_TABLE,
+            Target(f"wva_desired_replicas{{{VARIANT}}}", legend="{{variant_name}} desired"),
+            Target(f"wva_current_replicas{{{VARIANT}}}", legend="{{variant_name}} current"),
         ),
-        Panel(
-            "timeseries",
+        series(
             "Desired ratio",
             "desired / current replicas (> 1: scale up, < 1: scale down).",
-            [Target(f"wva_desired_ratio{{{VARIANT}}}", legend="{{variant_name}}")],
-            w=12,
-            options=LEGEND_TABLE,
+            Target(f"wva_desired_ratio{{{VARIANT}}}", legend="{{variant_name}}"),
         ),
-        Panel(
-            "timeseries",
+        series(
             "Scaling decisions",
             "Scale-ups and scale-downs (after stabilisation) per variant.",
-            [
-                Target(
-                    "sum by (variant_name, direction) "
-                    f"(increase(wva_replica_scaling_total{{{VARIANT}}}[$__rate_interval]))",
-                    legend="{{variant_name}} {{direction}}",
-                )
-            ],
-            w=12,
+            Target(
+                "sum by (variant_name, direction) "
+                f"(increase(wva_replica_scaling_total{{{VARIANT}}}[$__rate_interval]))",
+                legend="{{variant_name}} {{direction}}",
+            ),
             custom=BARS,
-            options=LEGEND_TABLE,
         ),
-        Panel(
-            "table",
+        table(
             "Decisions by reason",
             "Scaling decisions over the dashboard's time range, by variant, direction and reason.",
-            [
-                Target(
-                    "sum by (variant_name, direction, reason) "
-                    f"(increase(wva_replica_scaling_total{{{VARIANT}}}[$__range]))",
-                    instant=True,
-                    table=True,
-                )
-            ],
-            w=12,
-            options=TABLE,
-            transformations=[_hide()],
+            "sum by (variant_name, direction, reason) "
+            f"(increase(wva_replica_scaling_total{{{VARIANT}}}[$__range]))",
         ),
-        Panel(
-            "timeseries",
+        series(
             "SLO load ratio",
             "Load per replica / the most that meets the SLO (>= 1: at or past the SLO).",
-            [Target(f"gpu_autoscaler_autoscaler_slo_load_ratio{{{VARIANT}}}", legend="{{variant_name}}")],
-            w=12,
+            Target(f"gpu_autoscaler_autoscaler_slo_load_ratio{{{VARIANT}}}", legend="{{variant_name}}"),
             thresholds=[(None, "green"), (1, "red")],
-            custom={"thresholdsStyle": {"mode": "dashed"}},
-            options=LEGEND_TABLE,
+            custom=DASHED,
         ),
-        Panel(
-            "timeseries",
+        series(
             "Predicted latency",
             "Queueing-model TTFT and ITL at the current load.",
-            [
-                Target(
-                    f"gpu_autoscaler_autoscaler_predicted_ttft_ms{{{VARIANT}}}",
-                    legend="{{variant_name}} TTFT",
-                ),
-                Target(
-                    f"gpu_autoscaler_autoscaler_predicted_itl_ms{{{VARIANT}}}", legend="{{variant_name}} ITL"
-                ),
-            ],
-            w=12,
+            Target(
+                f"gpu_autoscaler_autoscaler_predicted_ttft_ms{{{VARIANT}}}", legend="{{variant_name}} TTFT"
+            ),
+            Target(f"gpu_autoscaler_autoscaler_predicted_itl_ms{{{VARIANT}}}", legend="{{variant_name}} ITL"),
             unit="ms",
-            options=LEGEND_TABLE,
         ),
-        Panel(
-            "timeseries",
+        series(
             "Cycle duration",
             "p50 / p99 of one autoscaler cycle (inventory, metrics, decisions, export).",
-            _quantiles("gpu_autoscaler_autoscaler_cycle_seconds", (), "cycle"),
-            w=12,
+            *_quantiles("gpu_autoscaler_autoscaler_cycle_seconds", (), "cycle"),
             unit="s",
-            options=LEGEND_TABLE,
         ),
         Panel(
             "stat",
@@ -768,7 +639,6 @@ DECISIONS = Dashboard(
     ],
 )
 
-
 LATENCY = Dashboard(
     uid="gpu-autoscaler-latency",
     title="Extender and webhook latency and errors",
@@ -776,132 +646,63 @@ LATENCY = Dashboard(
     tags=["extender", "webhook"],
     time_from="now-6h",
     panels=[
-        Panel(
-            "timeseries",
+        series(
             "Extender latency",
             "p50 / p99 time to answer /filter and /prioritize (parse, decide, serialise).",
-            _quantiles("gpu_autoscaler_extender_duration_seconds", ("verb",), "{{verb}}"),
-            w=12,
+            *_quantiles("gpu_autoscaler_extender_duration_seconds", ("verb",), "{{verb}}"),
             unit="s",
-            options=LEGEND_TABLE,
         ),
-        Panel(
-            "timeseries",
+        rates(
             "Extender calls by outcome",
             "Calls per second by verb and outcome (ok, passthrough, bad_request, error).",
-            [
-                Target(
-                    "sum by (verb, outcome) (rate(gpu_autoscaler_extender_requests_total[$__rate_interval]))",
-                    legend="{{verb}} {{outcome}}",
-                )
-            ],
+            "gpu_autoscaler_extender_requests_total",
+            "verb, outcome",
             w=12,
-            unit="reqps",
-            custom=STACKED,
-            options=LEGEND_TABLE,
         ),
-        Panel(
-            "stat",
+        error_share(
             "Extender errors",
             "Share of extender calls answered with an error or refused as malformed.",
-            [
-                Target(
-                    '(sum(rate(gpu_autoscaler_extender_requests_total{outcome=~"error|bad_request"}'
-                    "[$__rate_interval])) or vector(0))"
-                    " / sum(rate(gpu_autoscaler_extender_requests_total[$__rate_interval]))"
-                )
-            ],
-            w=6,
-            h=6,
-            unit="percentunit",
-            options=STAT,
-            thresholds=[(None, "green"), (0.01, "red")],
+            "gpu_autoscaler_extender_requests_total",
+            "error|bad_request",
         ),
-        Panel(
-            "stat",
+        error_share(
             "Webhook errors",
             "Share of admission reviews the MIG webhook failed open on.",
-            [
-                Target(
-                    '(sum(rate(gpu_autoscaler_webhook_mutations_total{outcome="error"}[$__rate_interval]))'
-                    " or vector(0)) / sum(rate(gpu_autoscaler_webhook_mutations_total[$__rate_interval]))"
-                )
-            ],
-            w=6,
-            h=6,
-            unit="percentunit",
-            options=STAT,
-            thresholds=[(None, "green"), (0.01, "red")],
+            "gpu_autoscaler_webhook_mutations_total",
+            "error",
         ),
-        Panel(
-            "timeseries",
+        series(
             "Webhook latency",
             "p50 / p99 time to answer one admission review (parse, history lookup, decision).",
-            _quantiles("gpu_autoscaler_webhook_review_seconds", (), "review"),
-            w=12,
+            *_quantiles("gpu_autoscaler_webhook_review_seconds", (), "review"),
             h=6,
             unit="s",
-            options=LEGEND_TABLE,
         ),
-        Panel(
-            "timeseries",
+        rates(
             "MIG webhook outcomes",
             "Reviews per second by outcome (mutated, pinned, kept, no_fit, no_history, unknown_gpu, error…).",
-            [
-                Target(
-                    "sum by (outcome) (rate(gpu_autoscaler_webhook_mutations_total[$__rate_interval]))",
-                    legend="{{outcome}}",
-                )
-            ],
-            w=8,
-            unit="reqps",
-            custom=STACKED,
-            options=LEGEND_TABLE,
+            "gpu_autoscaler_webhook_mutations_total",
+            "outcome",
         ),
-        Panel(
-            "timeseries",
+        rates(
             "Usage-history lookups",
             "The MIG webhook's history cache: hit, stale, miss, timeout, error, disabled.",
-            [
-                Target(
-                    "sum by (status) (rate(gpu_autoscaler_webhook_history_lookups_total[$__rate_interval]))",
-                    legend="{{status}}",
-                )
-            ],
-            w=8,
-            unit="reqps",
-            custom=STACKED,
-            options=LEGEND_TABLE,
+            "gpu_autoscaler_webhook_history_lookups_total",
+            "status",
         ),
-        Panel(
-            "timeseries",
+        rates(
             "Budget admissions",
             "Pods checked against GPU budgets: allowed, warned (over budget, not enforced), denied.",
-            [
-                Target(
-                    "sum by (outcome) (rate(gpu_autoscaler_budget_admissions_total[$__rate_interval]))",
-                    legend="{{outcome}}",
-                )
-            ],
-            w=8,
-            unit="reqps",
-            custom=STACKED,
-            options=LEGEND_TABLE,
+            "gpu_autoscaler_budget_admissions_total",
+            "outcome",
         ),
-        Panel(
-            "timeseries",
+        rates(
             "Kubernetes Events",
             "Events emitted by reason and outcome (sent, throttled, failed).",
-            [
-                Target(
-                    "sum by (reason, outcome) (rate(gpu_autoscaler_events_total[$__rate_interval]))",
-                    legend="{{reason}} {{outcome}}",
-                )
-            ],
+            "gpu_autoscaler_events_total",
+            "reason, outcome",
             w=24,
             h=6,
-            custom=STACKED,
-            options=LEGEND_TABLE,
         ),
     ],
 )
