@@ -19,7 +19,7 @@ from app.cost.budgets import (
     parse_budgets,
     statuses,
 )
-from app.cost.component import CostComponent
+from app.cost.component import BUDGET_SPENT, POD_GPUS, CostComponent
 from app.cost.prices import load_prices, parse_prices
 from app.cost.report import cost_view, from_history, point_in_time
 from app.metrics import render
@@ -378,9 +378,7 @@ def test_component_clears_its_series_when_not_leader() -> None:
         ctx = AppContext(settings=settings, cluster=cluster)
         comp._ctx = ctx
         await comp.cycle()
-        assert all(
-            s.keys for s in (comp._series[g] for g in comp._series) if s.gauge._name.endswith("equivalents")
-        )
+        assert comp._series[POD_GPUS].keys
         ctx.leadership = Standby()
         await comp.cycle()
 
