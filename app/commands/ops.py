@@ -264,6 +264,7 @@ def build(view: str, inputs: Inputs) -> dict[str, Any]:
         waste=inputs.waste,
         prices_origin=inputs.prices.origin,
     )
+    co["notes"] = list(dict.fromkeys([*inputs.notes, *co["notes"]]))
     if view == "cost":
         return co
     s = inputs.settings

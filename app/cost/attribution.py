@@ -16,7 +16,7 @@ is idle capacity, its own cost line.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass, replace
 
 from app.cost.prices import PriceTable
@@ -125,8 +125,10 @@ def attribute(facts: ClusterFacts, prices: PriceTable, uses: Iterable[GpuUse] = 
     for p in pods:
         product = product_of.get(p.node, "")
         gpus = shares[(p.namespace, p.name)]
-        per_gpu = price(product) if product or p.node in product_of else None
-        if p.node not in product_of:
+        if p.node in product_of:
+            per_gpu = price(product)
+        else:
+            per_gpu = None
             unpriced.add(f"(node {p.node} unknown)")
         holdings.append(
             Holding(
@@ -151,18 +153,3 @@ def attribute(facts: ClusterFacts, prices: PriceTable, uses: Iterable[GpuUse] = 
     ]
     nodes = [replace(c, usd_per_gpu_hour=price(c.product)) for c in nodes]
     return Attribution(holdings, nodes, dict(sorted(price_of.items())), sorted(unpriced))
-
-
-def group_holdings(holdings: Iterable[Holding], *keys: str) -> dict[tuple[str, ...], list[Holding]]:
-    out: dict[tuple[str, ...], list[Holding]] = {}
-    for h in holdings:
-        out.setdefault(tuple(str(getattr(h, k)) for k in keys), []).append(h)
-    return out
-
-
-def per_hour(holdings: Iterable[Holding]) -> float:
-    return sum(h.usd_per_hour or 0.0 for h in holdings)
-
-
-def by_key(holdings: Iterable[Holding]) -> Mapping[tuple[str, str], Holding]:
-    return {(h.namespace, h.pod): h for h in holdings}

@@ -211,7 +211,7 @@ def markdown(status: dict[str, Any], cost: dict[str, Any], optimize: dict[str, A
         parts.append(_table(*sections("optimize", optimize)[0][1:]))
     else:
         parts.append("No suggestions.")
-    notes = [*cost.get("notes", []), *optimize.get("notes", [])]
+    notes = list(dict.fromkeys([*cost.get("notes", []), *optimize.get("notes", [])]))
     if cost["unpriced_products"]:
         notes.append("no price for: " + ", ".join(cost["unpriced_products"]) + " (pass --prices FILE)")
     if notes:
