@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: all venv demo serve test unit integration lint typecheck bench bench-sim prometheus kubectl certs clean image manifests
+.PHONY: all venv demo serve test unit integration lint typecheck bench bench-sim prometheus kubectl certs clean image manifests dashboards rules
 
 all: test
 
@@ -33,6 +33,14 @@ kubectl: venv
 # Render every kustomization and validate each object against the Kubernetes (and vendored CRD) schemas.
 manifests: venv kubectl
 	$(BIN)/pytest -q tests/app/test_manifests.py
+
+# Grafana dashboards (manifests/dashboards/*.json) are generated: edit build.py, then run this.
+dashboards: venv
+	$(PY) manifests/dashboards/build.py
+
+# promtool check/test of the PrometheusRules (also part of `make test`).
+rules: venv prometheus
+	$(BIN)/pytest -q tests/monitoring/test_rules.py
 
 lint: venv
 	$(BIN)/ruff check .

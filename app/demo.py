@@ -32,6 +32,7 @@ DEMO_ACTS: tuple[str, ...] = (
     "webhook.demo:act",
     "app.nodescale.demo:act",
     "app.mig.demo:act",
+    "app.cost.demo:act",
 )
 
 

@@ -50,6 +50,9 @@ def default_components() -> list[ComponentFactory]:
     from app.sharing.component import SharingComponent
 
     factories.append(SharingComponent)
+    from app.cost.component import CostComponent
+
+    factories.append(CostComponent)
     return factories
 
 

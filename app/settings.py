@@ -5,6 +5,7 @@ Validated once at start; the core receives plain values, never this object's int
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any, Literal
 
@@ -82,8 +83,8 @@ class Settings(BaseSettings):
     )
 
     # --- operations: waste scoring, operator CLI ------------------------------------------------------
-    waste_interval: float = Field(60.0, gt=0, description="seconds between waste-scoring cycles")
-    waste_window: str = Field("1h", description="Prometheus range the DCGM use is averaged over")
+    waste_interval: float = Field(30.0, gt=0, description="seconds between waste-scoring cycles")
+    waste_window: str = Field("10m", description="Prometheus range the DCGM use is averaged over")
 
     # --- hardening: limits, TLS, fault tolerance (issue 11) -------------------------------------------
 
@@ -208,6 +209,20 @@ class Settings(BaseSettings):
     )
 
     # --- cost, budgets, waste events (issue 15) --------------------------------------------------------
+    cost_interval: float = Field(
+        30.0, gt=0, description="seconds between cost-series exports / budget checks"
+    )
+    prices_file: Path | None = Field(None, description="JSON $/GPU-hour table (default: the bundled one)")
+    budgets_configmap: str = Field(
+        "gpu-budgets", description="ConfigMap (in `namespace`) holding GPU budgets"
+    )
+    enforce_budgets: bool = Field(
+        False, description="/validate-budget rejects new GPU pods of a namespace or cost centre over budget"
+    )
+    waste_flag_use: float = Field(0.5, gt=0, le=1, description="GPU use a wasteful pod stays under")
+    waste_flag_for: str = Field("5m", description="how long the use must stay under waste_flag_use")
+    waste_flag_score: float = Field(50.0, ge=0, le=100, description="waste score a flagged pod exceeds")
+    waste_event_interval: float = Field(3600.0, ge=0, description="seconds between waste Events on one pod")
 
     # --- high availability and binder mode (issue 16) --------------------------------------------------
     leader_election: bool = Field(
@@ -238,7 +253,7 @@ class Settings(BaseSettings):
 
     # --- console (issue 17) ----------------------------------------------------------------------------
 
-    @field_validator("tls_cert", "tls_key", "config")
+    @field_validator("tls_cert", "tls_key", "config", "prices_file")
     @classmethod
     def _file_exists(cls, value: Path | None) -> Path | None:
         if value is not None and not value.is_file():
@@ -289,6 +304,13 @@ class Settings(BaseSettings):
     def _configmap_ref(cls, value: str) -> str:
         if value and value.count("/") != 1:
             raise ValueError(f"expected NAMESPACE/NAME, got {value!r}")
+        return value
+
+    @field_validator("waste_window", "waste_flag_for")
+    @classmethod
+    def _prometheus_duration(cls, value: str) -> str:
+        if not re.fullmatch(r"(\d+(ms|s|m|h|d|w|y))+", value):
+            raise ValueError(f"not a Prometheus duration such as 30s, 5m, 1h: {value!r}")
         return value
 
     @model_validator(mode="after")

@@ -17,6 +17,9 @@ from certs.generate import CertBundle, write_atomic, write_certs
 #: manifests/webhook/mutatingwebhookconfiguration.yaml (a test keeps them identical)
 TEMPLATE = Path(__file__).resolve().parent / "mutatingwebhookconfiguration.yaml"
 OUTPUT_NAME = "mutatingwebhookconfiguration.yaml"
+#: the budget admission webhook (docs/cost.md), rendered beside it; manifests/webhook/ holds the same file
+BUDGET_TEMPLATE = Path(__file__).resolve().parent / "budget-validatingwebhookconfiguration.yaml"
+WEBHOOK_KINDS = ("MutatingWebhookConfiguration", "ValidatingWebhookConfiguration")
 
 
 def register(sub: Any) -> None:
@@ -49,7 +52,7 @@ def render_webhook_config(template: Path, bundle: CertBundle, service: str, name
     except yaml.YAMLError as exc:
         raise CliError(f"--template {template}: not valid YAML: {str(exc).splitlines()[0]}") from exc
     hooks = config.get("webhooks") if isinstance(config, dict) else None
-    if not isinstance(hooks, list) or not hooks or config.get("kind") != "MutatingWebhookConfiguration":
+    if not isinstance(hooks, list) or not hooks or config.get("kind") not in WEBHOOK_KINDS:
         raise CliError(f"--template {template}: not a MutatingWebhookConfiguration with webhooks")
     for hook in hooks:
         client = hook.setdefault("clientConfig", {})
@@ -79,6 +82,11 @@ def run(args: argparse.Namespace) -> int:
         raise CliError(f"--out {args.out}: {exc.strerror or exc}") from exc
     config = render_webhook_config(args.template, bundle, args.service, args.namespace)
     write_atomic(args.out / OUTPUT_NAME, config.encode())
-    print(f"wrote {bundle.ca_cert}, {bundle.cert}, {bundle.key} and {args.out / OUTPUT_NAME}")
+    budget = render_webhook_config(BUDGET_TEMPLATE, bundle, args.service, args.namespace)
+    write_atomic(args.out / BUDGET_TEMPLATE.name, budget.encode())
+    print(
+        f"wrote {bundle.ca_cert}, {bundle.cert}, {bundle.key}, {args.out / OUTPUT_NAME} and "
+        f"{args.out / BUDGET_TEMPLATE.name}"
+    )
     print(f"serve with: gpu-autoscaler serve --tls-cert {bundle.cert} --tls-key {bundle.key}")
     return 0

@@ -9,6 +9,9 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+#: hours in an average month (365 x 24 / 12): $/month = $/hour x this, wherever a month is projected
+HOURS_PER_MONTH = 730.0
+
 
 class PriceError(ValueError):
     """The price file cannot be used; one line naming the file and the entry."""

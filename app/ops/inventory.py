@@ -19,6 +19,9 @@ from webhook.history import WorkloadKey, workload_key
 log = logging.getLogger(__name__)
 
 TERMINAL_PHASES = ("Succeeded", "Failed")
+#: pod labels that attribute GPU cost beyond the namespace (docs/cost.md)
+LABEL_COST_CENTER = "gpu-cost-center"
+LABEL_PROJECT = "gpu-project"
 
 
 @dataclass(frozen=True)
@@ -48,6 +51,12 @@ class GpuPod:
     workload: WorkloadKey
     started: datetime | None
     phase: str
+    #: a share of one GPU in milli-GPU (1..999, `gpu-autoscaler.io/gpu-milli`); 0 = whole GPUs
+    gpu_milli: int = 0
+    cost_center: str = ""
+    project: str = ""
+    #: physical GPU indices the share is pinned to (`gpu-autoscaler.io/gpu-index`), when known
+    gpu_index: tuple[int, ...] = ()
 
     @property
     def holding(self) -> bool:
@@ -57,6 +66,8 @@ class GpuPod:
     def gpu_label(self) -> str:
         if self.mig:
             return ",".join(f"mig-{p}" + (f"x{c}" if c > 1 else "") for p, c in self.mig)
+        if self.gpu_milli:
+            return f"{self.gpu_milli / 1000:g}"
         return str(self.gpus)
 
 
@@ -112,6 +123,7 @@ def gpu_pod(obj: Mapping[str, Any]) -> GpuPod | None:
         return None
     meta = obj.get("metadata") or {}
     status = obj.get("status") or {}
+    labels = meta.get("labels") or {}
     ns = ask.namespace
     key = workload_key(obj, ns) or WorkloadKey(ns, "Pod", ask.name)
     return GpuPod(
@@ -123,6 +135,10 @@ def gpu_pod(obj: Mapping[str, Any]) -> GpuPod | None:
         workload=key,
         started=parse_timestamp(status.get("startTime")) or parse_timestamp(meta.get("creationTimestamp")),
         phase=str(status.get("phase") or "Pending"),
+        gpu_milli=ask.req.gpu_milli if ask.req.is_shared else 0,
+        cost_center=str(labels.get(LABEL_COST_CENTER) or ""),
+        project=str(labels.get(LABEL_PROJECT) or ""),
+        gpu_index=ask.pinned,
     )
 
 
@@ -158,8 +174,9 @@ def cluster_facts(
 
 
 def gpu_equivalent(pod: GpuPod, product: str) -> float:
-    """Whole GPUs a pod holds, a MIG slice counting as its share of the GPU's compute slices."""
-    total = float(pod.gpus)
+    """Whole GPUs a pod holds, a MIG slice counting as its share of the GPU's compute slices and a GPU share
+    (time-slicing / MPS) as its milli-GPU."""
+    total = pod.gpu_milli / 1000 if pod.gpu_milli else float(pod.gpus)
     for profile, n in pod.mig:
         total += n * (mig_compute_fraction(profile, product) or 0.0)
     return total

@@ -1,8 +1,10 @@
-"""`optimize`: concrete suggestions, each with its reason and an hourly saving where one can be priced.
+"""`optimize`: concrete suggestions, each with its reason and its saving per hour and per month (x 730) where
+one can be priced.
 
 - mig: a 1-GPU workload whose usage history fits a MIG slice (the webhook's own `choose_profile`, over the
   profiles some node offers) -> which profile on which GPU product;
-- idle / low-use: a held GPU whose waste score says it sits idle (100) or mostly unused (>= LOW_USE_SCORE);
+- idle / low-use: a held GPU whose waste score says it sits idle (100) or mostly unused (>= LOW_USE_SCORE),
+  with the MIG profile its measured use fits (app/cost/savings.py);
 - fragmented: a node whose free GPUs cannot give a 2+ GPU pod a set better connected than SYS although
   the node has such links (the free GPUs are scattered across sockets/NVLink domains);
 - consolidate: a partly used node whose whole-GPU pods fit on the free GPUs of other nodes of the same
@@ -15,9 +17,10 @@ from collections.abc import Iterable, Mapping
 from itertools import combinations
 from typing import Any
 
-from app.cost.prices import PriceTable
+from app.cost.prices import HOURS_PER_MONTH, PriceTable
+from app.cost.savings import right_size
 from app.gpu.mig import geometry_for, offered_profiles
-from app.ops.inventory import ClusterFacts, GpuPod
+from app.ops.inventory import ClusterFacts, GpuPod, gpu_equivalent
 from app.ops.status import node_usage
 from app.waste.score import WasteScore
 from webhook.history import WorkloadKey
@@ -94,14 +97,44 @@ def mig_suggestions(
 
 
 def waste_suggestions(
-    facts: ClusterFacts, waste: Iterable[WasteScore], prices: PriceTable
+    facts: ClusterFacts,
+    waste: Iterable[WasteScore],
+    prices: PriceTable,
+    threshold: float = 0.5,
+    headroom: float = 0.2,
 ) -> list[dict[str, Any]]:
+    """Idle GPUs (release: saves what the pod holds) and low-use ones (right-size: the MIG profile its use
+    fits, and what that saves; without a fitting profile the unused share of the price as an estimate)."""
     product_of = {n.name: n.product for n in facts.nodes}
+    pods = {(p.namespace, p.name): p for p in facts.holding()}
     out: list[dict[str, Any]] = []
     for w in waste:
         if w.score < LOW_USE_SCORE:
             continue
-        price = prices.per_hour(product_of.get(w.node, ""))
+        product = product_of.get(w.node, "")
+        price = prices.per_hour(product)
+        pod = pods.get((w.namespace, w.pod))
+        held = gpu_equivalent(pod, product) if pod else 1.0
+        slice_profile = pod.mig[0][0] if pod and len(pod.mig) == 1 and pod.mig[0][1] == 1 else None
+        fit = right_size(
+            w.compute,
+            w.memory,
+            product,
+            held,
+            prices,
+            slice_profile=slice_profile,
+            threshold=threshold,
+            headroom=headroom,
+        )
+        if w.idle:
+            saving = round(price * held, 2) if price is not None else None
+            action = "release the GPU (scale the workload to zero / stop the notebook)"
+        elif fit.profile is not None:
+            saving = round(fit.usd_per_hour_saved, 2) if fit.usd_per_hour_saved is not None else None
+            action = f"right-size to nvidia.com/mig-{fit.profile} on {fit.gpu}"
+        else:
+            saving = round(price * min(1.0, held) * w.score / 100, 2) if price is not None else None
+            action = "right-size: a smaller MIG slice or a shared GPU would do"
         out.append(
             {
                 "kind": "idle" if w.idle else "low-use",
@@ -109,11 +142,10 @@ def waste_suggestions(
                 "node": w.node,
                 "gpu": w.gpu,
                 "waste_score": w.score,
+                "profile": fit.profile,
                 "reason": "; ".join(w.reasons) or f"waste score {w.score:.0f}",
-                "usd_per_hour_saved": round(price * w.score / 100, 2) if price is not None else None,
-                "action": "release the GPU (scale the workload to zero / stop the notebook)"
-                if w.idle
-                else "right-size: a MIG slice or a shared GPU would do",
+                "usd_per_hour_saved": saving,
+                "action": action,
             }
         )
     return out
@@ -217,13 +249,17 @@ def optimize(
     """Every suggestion, biggest priced saving first."""
     suggestions = [
         *mig_suggestions(facts, nodes, usage or {}, prices, threshold, headroom),
-        *waste_suggestions(facts, waste, prices),
+        *waste_suggestions(facts, waste, prices, threshold, headroom),
         *fragmentation_suggestions(facts, prices),
     ]
+    for s in suggestions:
+        hourly = s.get("usd_per_hour_saved")
+        s["usd_per_month_saved"] = None if hourly is None else round(hourly * HOURS_PER_MONTH, 2)
     suggestions.sort(key=lambda s: (-(s.get("usd_per_hour_saved") or 0.0), s["kind"], s["target"]))
     total = sum(s.get("usd_per_hour_saved") or 0.0 for s in suggestions)
     return {
         "suggestions": suggestions,
         "usd_per_hour_saved": round(total, 2),
+        "usd_per_month_saved": round(total * HOURS_PER_MONTH, 2),
         "notes": list(notes),
     }

@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from app.cost.report import budget_cell
+
 
 def _table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     def cell(v: Any) -> str:
@@ -20,6 +22,14 @@ Section = tuple[str, list[str], list[list[Any]]]
 
 def usd(v: float | None) -> str:
     return "—" if v is None else f"${v:,.2f}"
+
+
+def spent_window(cost: dict[str, Any]) -> str:
+    """`over 2025-06-01T00:00 .. 2025-06-03T12:00` or `so far (pods holding GPUs now)`."""
+    w = cost.get("window") or {}
+    if w.get("since"):
+        return f"over {w['since'][:16]} .. {w['until'][:16]}"
+    return "so far (pods holding GPUs now, since they started)"
 
 
 def sections(view: str, doc: dict[str, Any]) -> list[Section]:
@@ -81,44 +91,107 @@ def sections(view: str, doc: dict[str, Any]) -> list[Section]:
             ),
         ]
     if view == "cost":
-        money = ("usd_per_hour", "usd_per_month")
-        return [
+        out: list[Section] = [
             (
                 "Cost per namespace",
-                ["namespace", "pods", "GPUs", "$/hour", "$/month", "GPU-hours so far", "$ so far"],
+                ["namespace", "GPUs now", "GPU-hours", "$", "$/hour", "$/month", "budget (month)"],
                 [
                     [
                         a["namespace"],
-                        a["pods"],
                         a["gpus"],
-                        *(usd(a[k]) for k in money),
                         a["gpu_hours"],
-                        usd(a["usd_so_far"]),
+                        usd(a["cost_usd"]),
+                        usd(a["usd_per_hour"]),
+                        usd(a["usd_per_month"]),
+                        budget_cell(a.get("budget")),
                     ]
                     for a in doc["namespaces"]
                 ],
             ),
             (
                 "Cost per workload",
-                ["workload", "pods", "GPUs", "$/hour", "$/month"],
+                ["workload", "GPUs now", "GPU-hours", "$", "$/hour", "$/month"],
                 [
-                    [a["workload"], a["pods"], a["gpus"], *(usd(a[k]) for k in money)]
+                    [
+                        a["workload"],
+                        a["gpus"],
+                        a["gpu_hours"],
+                        *(usd(a[k]) for k in ("cost_usd", "usd_per_hour", "usd_per_month")),
+                    ]
                     for a in doc["workloads"]
                 ],
             ),
+        ]
+        centers = [a for a in doc.get("cost_centers", []) if a["gpu_hours"] or a.get("budget")]
+        if centers:
+            out.append(
+                (
+                    "Cost per cost centre",
+                    ["cost centre", "GPUs now", "GPU-hours", "$", "$/hour", "budget (month)"],
+                    [
+                        [
+                            a["cost_center"],
+                            a["gpus"],
+                            a["gpu_hours"],
+                            usd(a["cost_usd"]),
+                            usd(a["usd_per_hour"]),
+                            budget_cell(a.get("budget")),
+                        ]
+                        for a in centers
+                    ],
+                )
+            )
+        out.append(
             (
                 "Idle GPUs",
-                ["node", "product", "idle GPUs", "$/hour", "$/month"],
-                [[i["node"], i["product"], i["idle_gpus"], *(usd(i[k]) for k in money)] for i in doc["idle"]],
-            ),
-        ]
+                ["node", "product", "idle GPUs now", "idle GPU-hours", "$ idle", "$/hour"],
+                [
+                    [
+                        i["node"],
+                        i["product"],
+                        i.get("idle_gpus"),
+                        i.get("idle_gpu_hours"),
+                        usd(i.get("cost_usd")),
+                        usd(i.get("usd_per_hour")),
+                    ]
+                    for i in doc["idle"]
+                ],
+            )
+        )
+        if doc.get("budgets"):
+            out.append(
+                (
+                    "Budgets",
+                    ["scope", "name", "spent", "budget", "used", "projected month end", "state"],
+                    [
+                        [
+                            b["scope"],
+                            b["name"],
+                            usd(b["spent_usd"]),
+                            usd(b["monthly_usd"]),
+                            f"{b['used_pct']:.0f}%",
+                            usd(b["projected_usd"]),
+                            b["state"],
+                        ]
+                        for b in doc["budgets"]
+                    ],
+                )
+            )
+        return out
     if view == "optimize":
         return [
             (
                 "Suggestions",
-                ["kind", "target", "suggestion", "why", "saves $/hour"],
+                ["kind", "target", "suggestion", "why", "saves $/hour", "saves $/month"],
                 [
-                    [s["kind"], s["target"], s["action"], s["reason"], usd(s.get("usd_per_hour_saved"))]
+                    [
+                        s["kind"],
+                        s["target"],
+                        s["action"],
+                        s["reason"],
+                        usd(s.get("usd_per_hour_saved")),
+                        usd(s.get("usd_per_month_saved")),
+                    ]
                     for s in doc["suggestions"]
                 ],
             )
@@ -137,8 +210,11 @@ def markdown(status: dict[str, Any], cost: dict[str, Any], optimize: dict[str, A
         f"**{t['nodes']} GPU nodes, {t['gpus']} GPUs: {t['used']} used, {t['free']} free; "
         f"{t['mig_slices']} MIG slices ({t['mig_used']} used); {t['pods']} pods hold GPUs.** "
         f"Spend {usd(c['usd_per_hour'])}/h ({usd(c['usd_per_month'])}/month); idle capacity "
-        f"{usd(c['idle_usd_per_hour'])}/h ({usd(c['idle_usd_per_month'])}/month); "
-        f"suggestions below save {usd(optimize['usd_per_hour_saved'])}/h.",
+        f"{usd(c['idle_usd_per_hour'])}/h ({usd(c['idle_usd_per_month'])}/month).",
+        "",
+        f"**Spent {usd(c['cost_usd'])} {spent_window(cost)} · could save "
+        f"{usd(optimize.get('usd_per_month_saved'))}/month ({usd(optimize['usd_per_hour_saved'])}/h) "
+        "with the suggestions below.**",
     ]
     for title, headers, rows in sections("status", status) + sections("cost", cost):
         parts += ["", f"## {title}", "", _table(headers, rows)]
@@ -147,7 +223,7 @@ def markdown(status: dict[str, Any], cost: dict[str, Any], optimize: dict[str, A
         parts.append(_table(*sections("optimize", optimize)[0][1:]))
     else:
         parts.append("No suggestions.")
-    notes = [*optimize.get("notes", [])]
+    notes = list(dict.fromkeys([*cost.get("notes", []), *optimize.get("notes", [])]))
     if cost["unpriced_products"]:
         notes.append("no price for: " + ", ".join(cost["unpriced_products"]) + " (pass --prices FILE)")
     if notes:

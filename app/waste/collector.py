@@ -1,4 +1,5 @@
-"""DCGM window averages from Prometheus -> `GpuUse` rows. Two queries per cycle whatever the cluster size.
+"""DCGM window averages from Prometheus -> `GpuUse` rows. Two queries per cycle whatever the cluster size
+(three with the peak compute use the waste flag needs).
 
 Every query groups `by (namespace, pod, node, gpu, GPU_I_ID)` over all pods (dcgm-exporter's Kubernetes
 mapping adds `namespace`/`pod`; `node` comes from its `Hostname` label, or `hostname` on newer exporters,
@@ -30,22 +31,30 @@ def _node_label(expr: str) -> str:
     return f'label_replace({inner}, "node", "$1", "hostname", "(.+)")'
 
 
-def build_queries(window: str = "1h", per_gpu: bool = False) -> dict[str, str]:
-    """The PromQL of one cycle, by name (instant queries): per pod's GPU, or per GPU (`per_gpu`)."""
+def build_queries(window: str = "10m", flag_for: str | None = None, per_gpu: bool = False) -> dict[str, str]:
+    """The PromQL of one cycle, by name (instant queries): per pod's GPU, or per GPU (`per_gpu`). With
+    `flag_for`, also the peak compute use over that (shorter) range: a pod whose peak stays low has stayed
+    low the whole time."""
     by, selector = (BY_GPU, "") if per_gpu else (BY, 'pod!=""')
 
-    def avg(metric: str) -> str:
-        return f"avg_over_time({metric}{{{selector}}}[{window}])"
+    def over(fn: str, metric: str, rng: str) -> str:
+        return f"{fn}_over_time({metric}{{{selector}}}[{rng}])"
 
-    mem = f"{avg('DCGM_FI_DEV_FB_USED')} / ({avg('DCGM_FI_DEV_FB_USED')} + {avg('DCGM_FI_DEV_FB_FREE')})"
-    return {
-        "memory": f"avg by ({by}) ({_node_label(mem)})",
+    def compute(fn: str, rng: str) -> str:
         # GR_ENGINE_ACTIVE works on MIG slices; GPU_UTIL (0 or absent there) only where it is missing
-        "compute": (
-            f"avg by ({by}) ({_node_label(avg('DCGM_FI_PROF_GR_ENGINE_ACTIVE'))})"
-            f" or avg by ({by}) ({_node_label(avg('DCGM_FI_DEV_GPU_UTIL'))}) / 100"
-        ),
+        return (
+            f"avg by ({by}) ({_node_label(over(fn, 'DCGM_FI_PROF_GR_ENGINE_ACTIVE', rng))})"
+            f" or avg by ({by}) ({_node_label(over(fn, 'DCGM_FI_DEV_GPU_UTIL', rng))}) / 100"
+        )
+
+    used, free = over("avg", "DCGM_FI_DEV_FB_USED", window), over("avg", "DCGM_FI_DEV_FB_FREE", window)
+    out = {
+        "memory": f"avg by ({by}) ({_node_label(f'{used} / ({used} + {free})')})",
+        "compute": compute("avg", window),
     }
+    if flag_for:
+        out["peak"] = compute("max", flag_for)
+    return out
 
 
 def _key(metric: dict[str, str]) -> tuple[str, str, str, str]:
@@ -75,7 +84,9 @@ def uses_from_vectors(vectors: dict[str, list[dict[str, Any]]], per_gpu: bool = 
             if math.isfinite(value):
                 table.setdefault(key, {})[name] = value
     return [
-        GpuUse(ns, pod, node, gpu, compute=vals.get("compute"), memory=vals.get("memory"))
+        GpuUse(
+            ns, pod, node, gpu, compute=vals.get("compute"), memory=vals.get("memory"), peak=vals.get("peak")
+        )
         for (ns, pod, node, gpu), vals in sorted(table.items())
     ]
 
@@ -86,13 +97,15 @@ class WasteCollector:
     def __init__(
         self,
         base_url: str,
-        window: str = "1h",
+        window: str = "10m",
         client: httpx.AsyncClient | None = None,
         timeout: float = 30.0,
+        flag_for: str | None = None,
         per_gpu: bool = False,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self.window = window
+        self.flag_for = flag_for
         self.per_gpu = per_gpu
         self._client = client or httpx.AsyncClient(timeout=httpx.Timeout(timeout, connect=5.0))
 
@@ -100,7 +113,7 @@ class WasteCollector:
         return await query_vector(self._client, self.base_url, promql)
 
     async def fetch(self) -> list[GpuUse]:
-        queries = build_queries(self.window, self.per_gpu)
+        queries = build_queries(self.window, self.flag_for, self.per_gpu)
         results = await asyncio.gather(*(self._query(q) for q in queries.values()))
         uses = uses_from_vectors(dict(zip(queries, results, strict=True)), self.per_gpu)
         log.debug("waste samples fetched", extra={"gpus": len(uses), "window": self.window})

@@ -39,6 +39,8 @@ class GpuUse:
     gpu: str
     compute: float | None = None
     memory: float | None = None
+    #: highest compute use over the flag range (`waste_flag_for`, shorter than the window); None = unknown
+    peak: float | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -495,12 +495,12 @@ def test_webhook_entries_mig_and_sharing_never_overlap() -> None:
     assert expr == {"key": "gpu-autoscaler.io/mig-rewrite", "operator": "NotIn", "values": ["enabled"]}
 
 
-def test_webhook_template_in_the_package_is_the_manifest() -> None:
-    from certs.cli import TEMPLATE
+def test_webhook_templates_in_the_package_are_the_manifests() -> None:
+    from certs.cli import BUDGET_TEMPLATE, TEMPLATE
 
-    shipped = TEMPLATE.read_text()
-    manifest = (ROOT / "webhook" / "mutatingwebhookconfiguration.yaml").read_text()
-    assert shipped == manifest, "copy manifests/webhook/mutatingwebhookconfiguration.yaml to certs/"
+    for template in (TEMPLATE, BUDGET_TEMPLATE):
+        manifest = (ROOT / "webhook" / template.name).read_text()
+        assert template.read_text() == manifest, f"copy manifests/webhook/{template.name} to certs/"
 
 
 def scheduler_configs() -> dict[str, Obj]:
@@ -576,27 +576,32 @@ def rule_groups() -> list[Obj]:
 
 
 def test_alerts_use_metrics_the_service_exports() -> None:
-    exported = exported_series() | {"up"}
-    builtin = {
-        "absent",
-        "sum",
-        "rate",
-        "increase",
-        "histogram_quantile",
-        "min",
-        "max",
-        "by",
-        "and",
-        "or",
-        "le",
-    }
+    """Every series an alert or record reads is exported by the service, recorded by a rule, or DCGM's."""
+    recorded = {r["record"] for g in rule_groups() for r in g["rules"] if "record" in r}
+    exported = exported_series() | recorded | {"up"}
+    known_outside = re.compile(r"^DCGM_FI_\w+$")  # dcgm-exporter's, read by the waste and cost rules
     for group in rule_groups():
         for rule in group["rules"]:
             expr = re.sub(
-                r'"[^"]*"|\{[^}]*\}|\[[^\]]*\]|\b(by|without|on|ignoring)\s*\([^)]*\)', "", rule["expr"]
+                r'"[^"]*"|\{[^}]*\}|\[[^\]]*\]|\b(by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)',
+                "",
+                rule["expr"],
             )
-            words = set(re.findall(r"[a-zA-Z_][a-zA-Z0-9_]*", expr)) - builtin
-            assert words <= exported, f"{rule.get('alert')}: unknown series {sorted(words - exported)}"
+            words = {w for w in re.findall(r"[a-zA-Z_:][a-zA-Z0-9_:]*", expr) if not known_outside.match(w)}
+            unknown = {w for w in words if w not in exported and w not in PROMQL_WORDS}
+            assert not unknown, f"{rule.get('alert') or rule.get('record')}: unknown series {sorted(unknown)}"
+
+
+#: PromQL functions, aggregations and keywords (not series names)
+PROMQL_WORDS = {
+    "absent", "sum", "rate", "increase", "histogram_quantile", "min", "max", "avg", "count", "by", "and",
+    "or", "unless", "le", "bool", "offset", "vector", "scalar", "time", "clamp_min", "clamp_max",
+    "avg_over_time", "max_over_time", "min_over_time", "sum_over_time", "count_over_time", "last_over_time",
+    "predict_linear", "days_in_month", "day_of_month", "hour", "timestamp", "label_replace", "group_left",
+    "group_right", "on", "ignoring", "without", "topk", "bottomk", "abs", "ceil", "floor", "round", "deriv",
+    "delta", "idelta", "irate", "resets", "changes", "sort", "sort_desc", "absent_over_time", "e", "inf",
+    "minute", "month", "year", "day_of_week", "day_of_year", "quantile_over_time", "stddev_over_time",
+}  # fmt: skip
 
 
 def test_promtool_accepts_the_rules(tmp_path: Path) -> None:

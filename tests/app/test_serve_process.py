@@ -45,7 +45,7 @@ def test_serve_answers_health_ready_and_metrics() -> None:
     # uvicorn shuts down gracefully on SIGTERM, then re-raises the signal (exit -15)
     assert proc.returncode in (0, -15)
     logs = [json.loads(line) for line in err.splitlines() if line.startswith("{")]
-    assert any(r["msg"] == "cluster view loaded" and r["objects"] == 46 for r in logs), err
+    assert any(r["msg"] == "cluster view loaded" and r["objects"] == 47 for r in logs), err
     assert any(r["msg"] == "service stopped" for r in logs), "lifespan shutdown ran"
     assert all({"ts", "level", "logger", "msg"} <= r.keys() for r in logs)
 

@@ -52,7 +52,9 @@ ISSUE13_SAMPLES = {
 }
 
 
-@pytest.mark.parametrize("name", sorted(set(Settings.model_fields) - {"tls_cert", "tls_key", "config"}))
+@pytest.mark.parametrize(
+    "name", sorted(set(Settings.model_fields) - {"tls_cert", "tls_key", "config", "prices_file"})
+)
 def test_every_setting_reads_its_env_variable(
     name: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
@@ -89,6 +91,8 @@ def test_every_setting_reads_its_env_variable(
                 "version: v1\nmig-configs: {off: [{devices: all, mig-enabled: false}]}\n",
             )
         )
+    elif name in {"waste_window", "waste_flag_for"}:  # Prometheus durations
+        value = "7m"
     monkeypatch.setenv(ENV_PREFIX + name.upper(), value)
     got = getattr(load_settings(), name)
     assert str(got) == value or float(got) == float(value)
@@ -107,6 +111,7 @@ BAD: list[tuple[str, dict[str, Any], str]] = [
     ("unknown policy", {"resource_policy": "random"}, "invalid setting resource_policy"),
     ("threshold above 1", {"mig_underuse_threshold": 2}, "invalid setting mig_underuse_threshold"),
     ("tls cert file missing", {"tls_cert": "/nope/cert.pem", "tls_key": "/nope/key.pem"}, "tls_cert"),
+    ("not a duration", {"waste_flag_for": "5 minutes"}, "invalid setting waste_flag_for"),
     ("all weights zero", {"topology_weight": 0, "resource_weight": 0, "balance_weight": 0}, "weight"),
 ]
 

@@ -51,7 +51,8 @@ def test_demo_has_the_expected_objects() -> None:
         "Namespace": 4,
         "Deployment": 4,
         "VariantAutoscaling": 4,
-        "ConfigMap": 3,  # capacity-scaling-config; the GPU Operator's mig-parted and device-plugin configs
+        # capacity-scaling-config, gpu-budgets, the GPU Operator's mig-parted and device-plugin configs
+        "ConfigMap": 4,
         "MachineDeployment": 5,
         "Machine": 7,
         "PodDisruptionBudget": 2,

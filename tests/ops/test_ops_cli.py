@@ -135,3 +135,41 @@ def test_prices() -> None:
         parse_prices({"prices": [{"match": "X", "usd_per_gpu_hour": -1}]}, "f")
     with pytest.raises(PriceError, match="expected"):
         parse_prices([1, 2], "f")
+
+
+def test_cost_budget_column_and_window(capsys: pytest.CaptureFixture[str]) -> None:
+    doc = run_json(capsys, "cost", "--since", "1h")
+    assert doc["window"]["hours"] == 1 and doc["source"] == "point-in-time"
+    ns = {a["namespace"]: a for a in doc["namespaces"]}
+    assert ns["inference"]["gpu_hours"] == pytest.approx(8.0)  # 8 GPUs over the last hour
+    assert ns["ml-training"]["budget"]["state"] == "exceeded"  # the demo's gpu-budgets ConfigMap
+    assert {b["name"] for b in doc["budgets"]} == {"inference", "ml-training", "notebooks", "research"}
+    assert main(["cost", "--cluster", "demo", "--now", NOW]) == 0
+    out = capsys.readouterr().out
+    assert "budget (month)" in out and "exceeded" in out and "Cost per cost centre" in out
+
+
+def test_optimize_and_report_carry_monthly_savings(capsys: pytest.CaptureFixture[str]) -> None:
+    doc = run_json(capsys, "optimize")
+    priced = [s for s in doc["suggestions"] if s["usd_per_hour_saved"] is not None]
+    assert priced and all(
+        s["usd_per_month_saved"] == pytest.approx(s["usd_per_hour_saved"] * 730, abs=0.01) for s in priced
+    )
+    assert doc["usd_per_month_saved"] == pytest.approx(doc["usd_per_hour_saved"] * 730, abs=0.01)
+    assert main(["report", "--cluster", "demo", "--now", NOW]) == 0
+    text = capsys.readouterr().out
+    assert "**Spent $" in text and f"could save ${doc['usd_per_month_saved']:,.2f}/month" in text
+    assert "| saves $/hour | saves $/month |" in text
+
+
+@pytest.mark.parametrize(
+    ("since", "match"),
+    [
+        ("yesterday", "--since: not an ISO time or a duration"),
+        ("2030-01-01T00:00:00Z", "must be before --until"),
+    ],
+)
+def test_bad_since_exits_2(since: str, match: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["cost", "--cluster", "demo", "--now", NOW, "--since", since]) == 2
+    err = capsys.readouterr().err
+    assert match in err and err.count("\n") == 1
