@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: all venv demo serve test unit integration lint typecheck bench bench-sim prometheus certs clean image
+.PHONY: all venv demo console serve test unit integration lint typecheck bench bench-sim prometheus certs clean image
 
 all: test
 
@@ -20,6 +20,10 @@ venv: $(STAMP)
 
 demo: venv
 	$(BIN)/gpu-autoscaler demo
+
+# The demo, then its server stays up so the console (printed address, /ui) can be opened: Ctrl-C to stop.
+console: venv
+	$(BIN)/gpu-autoscaler demo --keep-serving $(if $(PORT),--port $(PORT))
 
 serve: venv
 	$(BIN)/gpu-autoscaler serve --cluster demo

@@ -40,6 +40,9 @@ def default_components() -> list[ComponentFactory]:
     from app.waste.component import WasteComponent
 
     factories.append(WasteComponent)
+    from app.console.component import ConsoleComponent
+
+    factories.append(ConsoleComponent)
     return factories
 
 

@@ -14,6 +14,7 @@ import numpy as np
 
 from extender.arrays import IntArray
 from extender.core import ScoringConfig, filter_nodes, score_parts, to_extender_scores
+from extender.decision_log import DecisionLog
 from extender.fragmentation import TypicalPodLearner
 from extender.gang import gang_reason
 from extender.inventory import PodAsk, parse_pod
@@ -60,6 +61,7 @@ class ExtenderService:
         self.frag = frag
         self.last_placement: dict[str, Placement] = {}
         self._observed: set[str] = set()
+        self.decisions = DecisionLog()  # per-node parts and filter reasons of recent pods (the console)
 
     # -- shared -----------------------------------------------------------------------------------------
     def _prepare(self, args: ExtenderArgs, ask: PodAsk) -> _Request:
@@ -130,6 +132,7 @@ class ExtenderService:
                 "unresolvable": unresolvable if len(unresolvable) <= 20 else len(unresolvable),
             },
         )
+        self.decisions.filtered(ask, passed, failed, unresolvable, self.last_placement.get(ask.key))
         if req.cache_mode:
             return filter_result(
                 nodes=None,
@@ -178,6 +181,7 @@ class ExtenderService:
                         gpu_milli=ask.req.gpu_milli,
                     ),
                 )
+            self.decisions.scored(ask, names, feasible, parts, ints, self.last_placement.get(ask.key))
             if log.isEnabledFor(logging.DEBUG):
                 for j, r in enumerate(feasible):
                     log.debug(

@@ -7,6 +7,7 @@ import contextlib
 import json
 import logging
 import time
+from collections import deque
 from collections.abc import Mapping
 from typing import Any
 
@@ -22,6 +23,8 @@ from webhook.mig import offered_profiles
 from webhook.models import ReviewError, parse_review
 
 log = logging.getLogger(__name__)
+
+RECENT = 100
 
 MUTATIONS = Counter(
     "gpu_autoscaler_webhook_mutations_total",
@@ -57,6 +60,8 @@ class WebhookComponent:
         self._ctx: AppContext | None = None
         self._offers: tuple[int, dict[str, frozenset[str]]] = (-1, {})
         self._refresher: asyncio.Task[None] | None = None
+        #: the last reviews' decisions with their reasons (the console, GET /webhook/decisions)
+        self.recent: deque[dict[str, Any]] = deque(maxlen=RECENT)
 
     def router(self) -> APIRouter:
         from webhook.routes import build_router
@@ -78,6 +83,10 @@ class WebhookComponent:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._refresher
         await self.history.close()
+
+    def describe(self) -> dict[str, Any]:
+        """The last reviews, newest first: outcome, profile and reasons, as logged."""
+        return {"recent": list(reversed(self.recent)), "history": self.history.label}
 
     def set_history_source(self, source: HistorySource | None) -> None:
         """Plug a history source (the demo's recorded one, tests' fakes)."""
@@ -142,6 +151,7 @@ class WebhookComponent:
         elapsed = time.perf_counter() - started
         REVIEW_SECONDS.observe(elapsed)
         log.info("webhook decision", extra={**extra, "ms": round(elapsed * 1000, 3)})
+        self.recent.append({"at": time.time(), **extra})
         out = {
             "apiVersion": review.apiVersion,
             "kind": "AdmissionReview",
