@@ -1,0 +1,222 @@
+"""The console through the real app on the demo cluster: page, live sections, JSON, GPU details, assets,
+the plans of controllers other issues build (fake components giving their describe() shapes), escaping."""
+
+from __future__ import annotations
+
+import copy
+import json
+import re
+from collections.abc import Callable, Iterator
+from html.parser import HTMLParser
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from app.console.component import ConsoleComponent
+from app.main import ComponentFactory, create_app, default_components
+from app.settings import Settings
+from extender.demo import _pod, schedule
+from tests.console.conftest import COST_PLAN, MIG_PLAN, NODESCALE_PLAN, FakePlan
+from tests.extender.conftest import make_node, write_snapshot
+
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
+
+DEMO_CELLS = 8 + 8 + 8 + 8 + 4 + 4 + 4  # 4 DGX-like nodes, 2 L40S nodes, the MIG node's 4 GPUs
+
+
+def _client(extra: list[ComponentFactory] | None = None, **settings: Any) -> TestClient:
+    app = create_app(Settings(cluster="demo", **settings), components=[*default_components(), *(extra or [])])
+    return TestClient(app)
+
+
+@pytest.fixture
+def client() -> Iterator[TestClient]:
+    with _client() as c:
+        c.app.state.ctx.components["console"].money.wait()  # type: ignore[attr-defined]
+        yield c
+
+
+def console(c: TestClient) -> ConsoleComponent:
+    comp: ConsoleComponent = c.app.state.ctx.components["console"]  # type: ignore[attr-defined]
+    return comp
+
+
+class Page(HTMLParser):
+    """Element counts and attributes, to check the page's structure without a browser."""
+
+    def __init__(self, html: str) -> None:
+        super().__init__()
+        self.cells: list[dict[str, str | None]] = []
+        self.ids: list[str] = []
+        self.roles: list[str] = []
+        self.scripts: list[dict[str, str | None]] = []
+        self.feed(html)
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        a = dict(attrs)
+        if a.get("id"):
+            self.ids.append(str(a["id"]))
+        if a.get("role"):
+            self.roles.append(str(a["role"]))
+        if a.get("role") == "gridcell" and "g" in str(a.get("class", "")).split():
+            self.cells.append(a)
+        if tag == "script":
+            self.scripts.append(a)
+
+
+def test_page_renders_the_demo_cluster(client: TestClient) -> None:
+    r = client.get("/ui")
+    assert r.status_code == 200 and r.headers["content-type"].startswith("text/html")
+    assert "script-src 'self'" in r.headers["content-security-policy"]
+    assert r.headers["cache-control"] == "no-store"
+    page = Page(r.text)
+    assert len(page.cells) == DEMO_CELLS
+    assert all(c["aria-label"] for c in page.cells)  # every GPU has a text alternative
+    nodes = {c["data-node"] for c in page.cells}
+    assert nodes == {"dgx-h100-0", "dgx-h100-1", "hgx-a100-0", "hgx-a100-1", "l40s-0", "l40s-1", "a100-mig-0"}
+    assert len(page.ids) == len(set(page.ids)), "ids are unique"
+    assert {"grid", "row", "rowheader", "gridcell", "status", "search"} <= set(page.roles)
+    # the demo's own pods: llama (1 GPU) and qwen (2) on dgx-h100-0's GPUs 0-2 (the ones the agent marks
+    # allocated; which pod has which is the extender's accounting), the MIG notebook on a100-mig-0's GPU 0
+    held = {(c["data-node"], c["data-gpu"]): c["data-pods"] for c in page.cells}
+    on_h100 = [str(held[("dgx-h100-0", str(g))]).rsplit("-", 2)[0] for g in range(4)]
+    assert sorted(on_h100) == [
+        "",
+        "inference/llama-8b-h100",
+        "inference/qwen-32b-h100",
+        "inference/qwen-32b-h100",
+    ]
+    assert held[("dgx-h100-0", "3")] == ""
+    assert held[("a100-mig-0", "0")] == "notebooks/nb-carol-0"
+    assert "NVLink NV18 island 1" in r.text and "no NVLink" in r.text
+    assert [s["src"] for s in page.scripts if s.get("src")][0].startswith("/ui/static/console.js?v=")
+    assert "<script>" not in r.text  # no inline script: the CSP forbids it
+    # no plan component: no plan section in the navigation
+    assert 'href="#plans-h"' not in r.text
+
+
+def test_sections_return_only_what_changed_and_a_new_placement_shows(client: TestClient) -> None:
+    first = client.get("/ui/sections").json()
+    digests = {k: v["hash"] for k, v in first["sections"].items()}
+    assert set(digests) == {"summary", "map", "decisions", "plans", "money"}
+    assert all(v["html"] is not None for v in first["sections"].values())
+    have = ",".join(digests.values())
+    same = client.get("/ui/sections", params={"have": have}).json()
+    assert all(v["html"] is None for v in same["sections"].values())
+    # kube-scheduler places a new pod through the extender: the map and the decisions change
+    names = [n["metadata"]["name"] for n in client.app.state.ctx.cluster.list("Node")]  # type: ignore[attr-defined]
+    chosen = schedule(client, _pod("fresh-train", gpus=2), names).chosen
+    assert chosen is not None
+    after = client.get("/ui/sections", params={"have": have}).json()["sections"]
+    assert after["decisions"]["html"] is not None and "ml-team/fresh-train" in after["decisions"]["html"]
+    assert after["map"]["html"] is not None and "ml-team/fresh-train" in after["map"]["html"]
+    assert after["plans"]["html"] is None  # unchanged sections are not resent
+
+
+def test_data_gpu_details_and_assets(client: TestClient) -> None:
+    data = client.get("/ui/data").json()
+    assert data["summary"]["nodes"] == 7 and data["summary"]["gpus"] == DEMO_CELLS
+    assert data["money"]["namespaces"], "the point-in-time cost report fills the cost table"
+    gpu = client.get("/ui/gpu", params={"node": "hgx-a100-0", "gpu": "0"})
+    assert gpu.status_code == 200 and "ml-training/bert-pretrain-0" in gpu.text and "NVLink NV12" in gpu.text
+    assert client.get("/ui/gpu", params={"node": "hgx-a100-0", "gpu": "9"}).status_code == 404
+    assert client.get("/ui/gpu", params={"node": "nope", "gpu": "0"}).status_code == 404
+    js = client.get("/ui/static/console.js")
+    assert js.status_code == 200 and "javascript" in js.headers["content-type"]
+    assert "max-age" in js.headers["cache-control"]
+    assert client.get("/ui/static/console.css").headers["content-type"].startswith("text/css")
+    assert client.get("/ui/static/nope.js").status_code == 404
+    assert client.get("/ui/static/..%2Fcomponent.py").status_code == 404
+
+
+def test_filters_in_the_query_string(client: TestClient) -> None:
+    page = Page(client.get("/ui", params={"product": "NVIDIA L40S"}).text)
+    assert {c["data-node"] for c in page.cells} == {"l40s-0", "l40s-1"}
+    page = Page(client.get("/ui", params={"namespace": "ml-training"}).text)
+    assert {c["data-node"] for c in page.cells} == {"hgx-a100-0"}
+    dim = [c for c in page.cells if "dim" in str(c["class"]).split()]
+    assert len(dim) == 4  # the node's 4 GPUs that ml-training does not hold
+
+
+def test_large_responses_are_gzipped(client: TestClient) -> None:
+    r = client.get("/ui", headers={"Accept-Encoding": "gzip"})
+    assert r.headers.get("content-encoding") == "gzip" and "GPU map" in r.text
+    assert "content-encoding" not in client.get("/ui", headers={"Accept-Encoding": "identity"}).headers
+
+
+def test_plans_of_other_controllers_render_from_their_shapes() -> None:
+    extra: list[ComponentFactory] = [
+        lambda _s: FakePlan("mig", MIG_PLAN),  # type: ignore[arg-type,return-value]
+        lambda _s: FakePlan("sharing", {"nodes": [], "unmet": {}}),  # type: ignore[arg-type,return-value]
+        lambda _s: FakePlan("nodescale", NODESCALE_PLAN),  # type: ignore[arg-type,return-value]
+        lambda _s: FakePlan("cost", COST_PLAN),  # type: ignore[arg-type,return-value]
+    ]
+    with _client(extra) as c:
+        html = c.get("/ui").text
+    assert 'href="#plans-h"' in html
+    assert "MIG layout controller" in html and "3 pods wait for 3g.40gb" in html and "team/nb-1" in html
+    assert "Unmet demand: 2 × 1g.10gb, 1 × 3g.40gb" in html
+    assert "GPU-sharing controller" in html and "No node needs a change." in html
+    assert "Node autoscaler" in html and "h100-pool" in html and "▲ up" in html and "▼ down" in html
+    assert "l40s-3" in html and "PDB allows no disruption" in html
+    assert "Cost per namespace against budget" in html and "over budget" in html and "112.5%" in html
+    assert "Savings per pod (cost controller)" in html and "stop idle" in html
+
+
+def test_a_failing_describe_is_shown_not_fatal() -> None:
+    broken: list[ComponentFactory] = [lambda _s: FakePlan("nodescale", RuntimeError("boom"))]  # type: ignore[arg-type,return-value]
+    with _client(broken) as c:
+        r = c.get("/ui")
+    assert r.status_code == 200 and "nodescale: describe() failed: RuntimeError: boom" in r.text
+
+
+def test_console_can_be_switched_off() -> None:
+    with _client(console_enabled=False) as c:
+        assert c.get("/ui").status_code == 404
+        assert c.get("/healthz").status_code == 200
+
+
+def test_names_are_escaped(tmp_path: Path) -> None:
+    node = make_node("evil-0", gpus=2, product='H100"><img src=x onerror=alert(1)>')
+    node["metadata"]["labels"]["nvidia.com/gpu.product"] = "<script>alert(1)</script>"
+    cluster_file = write_snapshot(tmp_path, [node])
+    app = create_app(Settings(cluster=str(cluster_file)))
+    with TestClient(app) as c:
+        html = c.get("/ui").text
+        frag = c.get("/ui/gpu", params={"node": "evil-0", "gpu": "0"}).text
+    assert "<img src=x" not in html and "<script>alert" not in html and "<img src=x" not in frag
+    assert "&lt;img src=x onerror=alert(1)&gt;" in html
+
+
+def test_cpu_only_nodes_and_an_empty_cluster(tmp_path: Path) -> None:
+    cpu = make_node("cpu-0", gpus=0, annotate=False)
+    app = create_app(Settings(cluster=str(write_snapshot(tmp_path, [cpu]))))
+    with TestClient(app) as c:
+        html = c.get("/ui").text
+    assert "No GPU nodes in the extender's view yet." in html and 'data-node="cpu-0"' not in html
+
+
+def test_the_map_is_rendered_once_per_change(client: TestClient, monkeypatch: pytest.MonkeyPatch) -> None:
+    from app.console import component as comp_mod
+
+    calls: list[int] = []
+    real: Callable[..., Any] = comp_mod.gpu_map
+    monkeypatch.setattr(comp_mod, "gpu_map", lambda *a, **k: calls.append(1) or real(*a, **k))
+    console(client)._maps.clear()
+    for _ in range(3):
+        client.get("/ui/sections")
+    assert len(calls) == 1
+    pod = copy.deepcopy(_pod("bound-now", gpus=1))
+    pod["spec"]["nodeName"] = "dgx-h100-1"
+    pod["status"]["phase"] = "Running"
+    client.app.state.ctx.cluster.upsert(pod)  # type: ignore[attr-defined]
+    client.get("/ui/sections")
+    assert len(calls) == 2
+
+
+def test_view_model_is_json(client: TestClient) -> None:
+    vm = console(client).describe()
+    assert json.loads(json.dumps(vm, default=str))["map"]["shown"] == 7
+    assert re.fullmatch(r"\d\d:\d\d:\d\d", vm["generated"]["text"])
