@@ -5,7 +5,8 @@ PY     := $(VENV)/bin/python
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: all venv demo console serve test unit integration lint typecheck bench bench-sim prometheus certs clean image
+.PHONY: all venv demo console serve test unit integration lint typecheck bench bench-sim bench-console \
+	console-screenshots prometheus chromium certs clean image
 
 all: test
 
@@ -31,6 +32,10 @@ serve: venv
 prometheus:
 	@scripts/install-prometheus.sh
 
+# Debian's Chromium and chromedriver: the console's browser tests (tests/console/test_browser.py)
+chromium:
+	@scripts/install-chromium.sh
+
 lint: venv
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
@@ -41,11 +46,11 @@ typecheck: venv
 unit: venv
 	$(BIN)/pytest -q -m "not integration"
 
-integration: venv prometheus
+integration: venv prometheus chromium
 	$(BIN)/pytest -q -m integration
 
 # The README's test command: lint, types, unit and integration tests.
-test: venv prometheus
+test: venv prometheus chromium
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
@@ -56,6 +61,14 @@ bench: venv
 
 bench-sim: venv
 	$(PY) -m bench.bench_sim
+
+# Console first paint at 1,000 nodes (server time, page size, Chromium's first contentful paint)
+bench-console: venv
+	$(PY) -m bench.bench_console
+
+# Re-take the screenshots in docs/console.md with the browser test that checks the console
+console-screenshots: venv chromium
+	CONSOLE_SCREENSHOTS=docs/img $(BIN)/pytest -q -m integration tests/console/test_browser.py
 
 certs: venv
 	$(BIN)/gpu-autoscaler certs --service gpu-autoscaler --namespace gpu-autoscaler --out certs/out

@@ -14,6 +14,7 @@ BENCHES: tuple[tuple[str, ...], ...] = (
     ("bench.bench_trace_http",),
     ("bench.bench_webhook",),
     ("bench.bench_autoscaler",),
+    ("bench.bench_console",),
 )
 
 

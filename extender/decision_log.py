@@ -14,7 +14,7 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Collection, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -59,7 +59,9 @@ class DecisionLog:
         self.clock = clock
         self.seq = 0
         self._records: OrderedDict[str, _Record] = OrderedDict()
+        self._rendered: dict[str, tuple[tuple[int, int, int], dict[str, Any]]] = {}
         self._lock = threading.Lock()
+        self._read_lock = threading.Lock()  # readers only: the service never waits on it
 
     def __len__(self) -> int:
         return len(self._records)
@@ -123,9 +125,24 @@ class DecisionLog:
     def entries(self, limit: int = 50, top: int = 10, nodes_per_reason: int = 8) -> list[dict[str, Any]]:
         """The newest `limit` decisions as plain dicts: the `top` best-scored nodes with their parts, and
         the filter reasons grouped (most common first) with up to `nodes_per_reason` node names each."""
-        with self._lock:
-            recs = list(self._records.values())[-limit:] if limit > 0 else []
-        return [_entry(r, top, nodes_per_reason) for r in reversed(recs)]
+        with self._lock:  # copies: the service may update a record while we read it
+            recs = [replace(r) for r in list(self._records.values())[-limit:]] if limit > 0 else []
+        with self._read_lock:
+            return self._render(recs, top, nodes_per_reason)
+
+    def _render(self, recs: list[_Record], top: int, nodes_per_reason: int) -> list[dict[str, Any]]:
+        out = []
+        for r in reversed(recs):
+            key = (r.seq, top, nodes_per_reason)
+            hit = self._rendered.get(r.key)
+            if hit is None or hit[0] != key:  # each record is grouped and ranked once, not per reader
+                hit = (key, _entry(r, top, nodes_per_reason))
+                self._rendered[r.key] = hit
+            out.append(dict(hit[1]))
+        if len(self._rendered) > 2 * self.maxlen:
+            live = set(self._records)  # a racy read is fine: it only decides what to forget
+            self._rendered = {k: v for k, v in self._rendered.items() if k in live}
+        return out
 
 
 def _groups(failed: dict[str, str], unresolvable: dict[str, str], keep: int) -> list[dict[str, Any]]:

@@ -9,4 +9,4 @@ if [ "$(id -u)" != "0" ]; then SUDO=sudo; else SUDO=; fi
 export DEBIAN_FRONTEND=noninteractive
 $SUDO apt-get update -qq
 $SUDO apt-get install -y -qq --no-install-recommends chromium chromium-driver fonts-dejavu-core >/dev/null
-chromium --version 2>&1 | head -1
+chromium --version 2>/dev/null | head -1

@@ -12,6 +12,7 @@ import json
 import logging
 import time
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from app.console.inputs import ConsoleInputs, GpuFacts, Holder, NodeInput
@@ -92,68 +93,103 @@ def _parse_annotations(
     return gpus, links, layout
 
 
-def extender_state(ctx: AppContext, annotations: AnnotationCache) -> tuple[list[NodeInput], list[Holder]]:
-    """Nodes and the pods holding their GPUs, from the extender's node state (bound pods and assumptions)."""
-    ext = ctx.components.get("extender")
-    adapter = getattr(ext, "adapter", None)
-    if adapter is None:
-        return [], []
-    raw_nodes: list[tuple[Any, list[int], dict[str, int], dict[str, int], list[int]]] = []
-    holders: list[Holder] = []
-    with adapter.lock:
-        st = adapter.state
-        mig_profiles = list(getattr(st, "mig_profiles", []))
-        for name, info in adapter.infos.items():
-            row = st.index.get(name)
-            if row is None or not st.alive[row]:
-                continue
-            n = int(st.gpu_count[row])
-            left = st.gpu_left[row, :n].tolist()
-            cap = {p: int(st.mig_cap[row, j]) for j, p in enumerate(mig_profiles) if st.mig_cap[row, j] > 0}
-            mleft = {p: int(st.mig_left[row, j]) for j, p in enumerate(mig_profiles) if p in cap}
-            raw_nodes.append((info, left, cap, mleft, list(adapter.phantoms.get(name, ()))))
-        for b in adapter.bound.values():
-            if b.placed:
-                holders.append(_holder(adapter, b.key, b.node, b.ask, b.req, b.gpus, assumed=False))
-        for key in adapter.assume.keys():  # noqa: SIM118 - AssumeCache is not a dict
-            e = adapter.assume.get(key)
-            if e is not None:
-                holders.append(_holder(adapter, e.key, e.node, e.ask, e.req, e.gpus, assumed=True))
-    nodes: list[NodeInput] = []
-    for info, left, cap, mleft, phantom_cols in raw_nodes:
-        has_gpu = info.capacity.gpu_count or info.mig
-        gpus, links, layout = annotations.get(ctx.cluster.get("Node", info.name))
-        if not has_gpu and not gpus:
-            continue  # CPU-only node: nothing to draw
+@dataclass(frozen=True)
+class NodeState:
+    """One node's share of the extender's state and the key that changes whenever it does: the row's
+    version (bumped by every place/release on it) and the Node object's resourceVersion."""
+
+    key: tuple[int, str]
+    node: NodeInput | None  # None: a node without GPUs (nothing to draw)
+    holders: tuple[Holder, ...]
+
+
+class StateCache:
+    """The extender's nodes and the pods holding their GPUs, copied under the extender's lock; only rows
+    whose key moved since the last read are copied again (one pod bound = one row at 1,000 nodes)."""
+
+    def __init__(self) -> None:
+        self.annotations = AnnotationCache()
+        self.nodes: dict[str, NodeState] = {}
+
+    def read(self, ctx: AppContext) -> list[NodeState]:
+        ext = ctx.components.get("extender")
+        adapter = getattr(ext, "adapter", None)
+        if adapter is None:
+            self.nodes = {}
+            return []
+        changed: list[tuple[Any, tuple[int, str], list[int], dict[str, int], dict[str, int], list[int]]] = []
+        holders: dict[str, list[Holder]] = {}
+        fresh: dict[str, NodeState] = {}
+        with adapter.lock:
+            st = adapter.state
+            mig_profiles = list(getattr(st, "mig_profiles", []))
+            for name, info in adapter.infos.items():
+                row = st.index.get(name)
+                if row is None or not st.alive[row]:
+                    continue
+                key = (int(st.version[row]), info.resource_version)
+                old = self.nodes.get(name)
+                if old is not None and old.key == key:
+                    fresh[name] = old
+                    continue
+                n = int(st.gpu_count[row])
+                left = st.gpu_left[row, :n].tolist()
+                cap = {
+                    p: int(st.mig_cap[row, j]) for j, p in enumerate(mig_profiles) if st.mig_cap[row, j] > 0
+                }
+                mleft = {p: int(st.mig_left[row, j]) for j, p in enumerate(mig_profiles) if p in cap}
+                changed.append((info, key, left, cap, mleft, list(adapter.phantoms.get(name, ()))))
+                on_node = holders[name] = []
+                for k in sorted(adapter.node_pods.get(name, ())):
+                    b = adapter.bound.get(k)
+                    if b is not None and b.placed:
+                        on_node.append(_holder(adapter, row, b.key, b.node, b.ask, b.req, b.gpus, False))
+                for e in adapter.assume.on_node(name):
+                    on_node.append(_holder(adapter, row, e.key, e.node, e.ask, e.req, e.gpus, True))
+        for info, key, left, cap, mleft, phantom_cols in changed:
+            node = self._node_input(ctx, info, left, cap, mleft, phantom_cols)
+            fresh[info.name] = NodeState(key, node, tuple(holders[info.name]))
+        self.nodes = fresh
+        return [fresh[name] for name in sorted(fresh)]
+
+    def _node_input(
+        self,
+        ctx: AppContext,
+        info: Any,
+        left: list[int],
+        cap: dict[str, int],
+        mleft: dict[str, int],
+        phantom_cols: list[int],
+    ) -> NodeInput | None:
+        gpus, links, layout = self.annotations.get(ctx.cluster.get("Node", info.name))
+        if not (info.capacity.gpu_count or info.mig or gpus):
+            return None  # CPU-only node: nothing to draw
         phys = info.gpu_phys
-        nodes.append(
-            NodeInput(
-                name=info.name,
-                product=info.product.replace("-", " ") if info.source == "labels" else info.product,
-                source=info.source,
-                sharing=info.sharing,
-                gpu_phys=tuple(phys[c] if c < len(phys) else c for c in range(len(left))),
-                gpu_left=tuple(left),
-                mig_cap=cap,
-                mig_left=mleft,
-                gpus=gpus,
-                links=links,
-                mig_layout=layout,
-                agent_held=tuple(phys[c] if c < len(phys) else c for c in phantom_cols),
-            )
+        return NodeInput(
+            name=info.name,
+            product=info.product.replace("-", " ") if info.source == "labels" else info.product,
+            source=info.source,
+            sharing=info.sharing,
+            gpu_phys=tuple(phys[c] if c < len(phys) else c for c in range(len(left))),
+            gpu_left=tuple(left),
+            mig_cap=cap,
+            mig_left=mleft,
+            gpus=gpus,
+            links=links,
+            mig_layout=layout,
+            agent_held=tuple(phys[c] if c < len(phys) else c for c in phantom_cols),
         )
-    return nodes, holders
 
 
-def _holder(adapter: Any, key: str, node: str, ask: Any, req: Any, cols: list[int], assumed: bool) -> Holder:
-    row = adapter.state.index.get(node)
-    phys = adapter.gpu_phys(row, list(cols)) if row is not None else list(cols)
+def _holder(
+    adapter: Any, row: int, key: str, node: str, ask: Any, req: Any, cols: list[int], assumed: bool
+) -> Holder:
     return Holder(
         key=key,
         namespace=ask.namespace,
         name=ask.name,
         node=node,
-        gpus=tuple(phys),
+        gpus=tuple(adapter.gpu_phys(row, list(cols))),
         milli=int(req.gpu_milli) if req.gpu_count else 1000,
         mig=tuple(ask.mig),
         assumed=assumed,
@@ -174,27 +210,11 @@ def _describe(ctx: AppContext, name: str, errors: dict[str, str]) -> dict[str, A
     return doc if isinstance(doc, dict) else None
 
 
-def fingerprint(ctx: AppContext) -> tuple[int, ...]:
-    """Changes whenever what the GPU map draws may have changed: any cluster object, the extender's node
-    state (pods placed, released, assumed: each bumps a row's version) or the waste scores."""
-    ext = ctx.components.get("extender")
-    adapter = getattr(ext, "adapter", None)
-    waste = id(getattr(ctx.components.get("waste"), "last", None))
-    if adapter is None:
-        return (ctx.cluster.generation, waste)
-    with adapter.lock:
-        st = adapter.state
-        return (ctx.cluster.generation, waste, st.n, int(st.version[: st.n].sum()), len(adapter.assume))
-
-
-def collect(
-    ctx: AppContext,
-    annotations: AnnotationCache,
-    state: tuple[list[NodeInput], list[Holder]] | None = None,
-) -> ConsoleInputs:
-    """One consistent-enough snapshot of everything the page shows (cost/savings come separately).
-    `state`: the extender's nodes and holders when the caller already has them for this fingerprint."""
-    nodes, holders = state if state is not None else extender_state(ctx, annotations)
+def collect(ctx: AppContext, states: list[NodeState]) -> ConsoleInputs:
+    """Everything the page shows besides cost/savings (they come separately), around the extender's
+    node states (`StateCache.read`)."""
+    nodes = [s.node for s in states if s.node is not None]
+    holders = [h for s in states if s.node is not None for h in s.holders]
     errors: dict[str, str] = {}
     ext = ctx.components.get("extender")
     decisions = getattr(getattr(ext, "service", None), "decisions", None)

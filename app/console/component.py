@@ -6,25 +6,32 @@ Read-only: it reads the other components' state and never writes to the cluster,
 
 from __future__ import annotations
 
+import asyncio
+import json
 import logging
 import threading
-from collections import OrderedDict
+import time
 from dataclasses import dataclass
 from typing import Any
 
 from fastapi import APIRouter
+from markupsafe import Markup
 
 from app.console import render
-from app.console.collect import AnnotationCache, collect, extender_state, fingerprint
-from app.console.inputs import ConsoleInputs, Holder, NodeInput
+from app.console.collect import NodeState, StateCache, collect
+from app.console.inputs import ConsoleInputs
 from app.console.money import MoneyCache
-from app.console.view import Filters, build, clock_time, gpu_map
+from app.console.view import Filters, build, clock_time, map_view, node_row, uses_by_node
 from app.context import AppContext
+from app.loops import PeriodicLoop
 from app.settings import Settings
+from app.waste.score import WasteScore
 
 log = logging.getLogger(__name__)
 
-MAP_CACHE = 8  # filter combinations whose rendered map is kept
+ROWS_PER_NODE = 4  # namespace filters whose rendered rows are kept, per node
+WARM_MIN_S = 5.0
+VIEWED_TTL_S = 600.0
 
 
 @dataclass
@@ -41,12 +48,18 @@ class ConsoleComponent:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.annotations = AnnotationCache()
         self.money = MoneyCache(settings.console_cost_interval)
         self._ctx: AppContext | None = None
         self._lock = threading.Lock()
-        self._state: tuple[tuple[int, ...], tuple[list[NodeInput], list[Holder]]] | None = None
-        self._maps: OrderedDict[tuple[Any, ...], tuple[dict[str, Any], str, str]] = OrderedDict()
+        self.state = StateCache()
+        self._rows: dict[tuple[str, str], tuple[Any, dict[str, Any], str]] = {}
+        self._map_cache: tuple[Any, str, str] | None = None
+        self._decisions_cache: tuple[Any, tuple[str, str]] | None = None
+        self._warmer: PeriodicLoop | None = None
+        self._viewed: float | None = None  # time.monotonic() of the last page or refresh
+        self._waste_seen: Any = None
+        self._by_node: dict[str, dict[str, list[WasteScore]]] = {}
+        self._use_keys: dict[str, Any] = {}
 
     def router(self) -> APIRouter | None:
         if not self.settings.console_enabled:
@@ -57,14 +70,30 @@ class ConsoleComponent:
 
     async def start(self, ctx: AppContext) -> None:
         self._ctx = ctx
-        if self.settings.console_enabled:
-            self.money.get(ctx)  # first cost/savings pass in the background, ready when someone looks
-            log.info(
-                "console ready", extra={"path": "/ui", "refresh_s": self.settings.console_refresh_seconds}
-            )
+        if not self.settings.console_enabled:
+            return
+        self.money.get(ctx)  # first cost/savings pass in the background, ready when someone looks
+        # keep the rendered map up to date as the cluster changes, so a page never waits for a full
+        # rebuild (start, a waste cycle): one changed row costs ~1 ms, nothing changed ~nothing
+        interval = max(WARM_MIN_S, self.settings.console_refresh_seconds)
+        self._warmer = PeriodicLoop("console", interval, self._warm)
+        self._warmer.start()
+        log.info("console ready", extra={"path": "/ui", "refresh_s": self.settings.console_refresh_seconds})
 
     async def stop(self) -> None:
+        if self._warmer is not None:
+            await self._warmer.stop()
+            self._warmer = None
         self.money.wait(timeout=5)
+
+    async def _warm(self) -> None:
+        # cost and savings walk every pod per node (seconds at 1,000 nodes): only while someone looks
+        looked = self._viewed is not None and time.monotonic() - self._viewed < VIEWED_TTL_S
+        await asyncio.to_thread(self.snapshot, Filters(), True, looked)
+
+    def viewed(self) -> None:
+        """A page or a refresh asked: cost and savings are worth keeping fresh for a while."""
+        self._viewed = time.monotonic()
 
     @property
     def ctx(self) -> AppContext:
@@ -73,42 +102,102 @@ class ConsoleComponent:
         return self._ctx
 
     # -- building ---------------------------------------------------------------------------------------
-    def snapshot(self, filters: Filters = Filters(), sections: bool = True) -> Snapshot:
-        """Collect, build and render every section. The extender's state is copied and the map rendered
-        only when the map's fingerprint moved (the map is most of the page's cost)."""
+    def _uses(self, ctx: AppContext) -> tuple[dict[str, dict[str, list[WasteScore]]], dict[str, Any]]:
+        """The waste scores by node and GPU, and a key per node that changes with its scores; rebuilt
+        only when the waste component produced a new list (once per waste cycle)."""
+        last = getattr(ctx.components.get("waste"), "last", None)
+        if last is not self._waste_seen:
+            by_node = uses_by_node(last or [])
+            keys = {
+                node: tuple(
+                    (g, tuple((w.namespace, w.pod, w.compute, w.memory, w.score) for w in ws))
+                    for g, ws in sorted(gpus.items())
+                )
+                for node, gpus in by_node.items()
+            }
+            self._waste_seen, self._by_node, self._use_keys = last, by_node, keys
+        return self._by_node, self._use_keys
+
+    def _map(
+        self, states: list[NodeState], filters: Filters, utilisation: bool
+    ) -> tuple[dict[str, Any], str, str]:
+        """The map's view model, HTML and digest. Each node's row (model and HTML) is rebuilt only when its
+        state, its waste scores or the namespace filter changed: one pod bound re-renders one row."""
+        by_node, use_keys = self._uses(self.ctx)
+        ns = filters.namespace
+        rows: list[dict[str, Any]] = []
+        html_of: dict[int, str] = {}
+        keys = []
+        for st in states:
+            if st.node is None:
+                continue
+            name = st.node.name
+            key = (st.key, use_keys.get(name))
+            hit = self._rows.get((name, ns))
+            if hit is None or hit[0] != key:
+                row = node_row(st.node, st.holders, by_node.get(name), ns)
+                hit = (key, row, Markup(render.render_fragment("row.html", row=row)))
+                self._rows[(name, ns)] = hit
+            rows.append(hit[1])
+            html_of[id(hit[1])] = hit[2]
+            keys.append((name, key))
+        if len(self._rows) > ROWS_PER_NODE * max(1, len(rows)):  # filters come and go: drop the old ones
+            live = {k for k, _ in keys}
+            self._rows = {k: v for k, v in self._rows.items() if k[1] == ns and k[0] in live}
+        gmap = map_view(rows, filters, utilisation)
+        map_key = (tuple(keys), filters, utilisation)
+        if self._map_cache is None or self._map_cache[0] != map_key:
+            html = render.render_section(
+                "map", {"map": gmap, "rows_html": [html_of[id(r)] for r in gmap["rows"]]}
+            )
+            self._map_cache = (map_key, html, render.digest(html))
+        return gmap, self._map_cache[1], self._map_cache[2]
+
+    def snapshot(self, filters: Filters = Filters(), sections: bool = True, money: bool = True) -> Snapshot:
+        """Collect, build and render every section (the map incrementally, see `_map`). `money`: start a
+        recomputation of cost and savings when due (else show the last one)."""
         ctx = self.ctx
         with self._lock:
-            fp = fingerprint(ctx)
-            if self._state is None or self._state[0] != fp:
-                self._state = (fp, extender_state(ctx, self.annotations))
-                self._maps.clear()
-            inputs = collect(ctx, self.annotations, state=self._state[1])
-            result = self.money.get(ctx)
+            states = self.state.read(ctx)
+            inputs = collect(ctx, states)
+            result = self.money.get(ctx) if money else self.money.result
             if result is not None:
                 inputs.cost_report, inputs.suggestions = result.report, result.suggestions
                 when = clock_time(result.computed_at)
                 inputs.money_note = result.error or (f"computed at {when['text']} UTC" if when else "")
             else:
                 inputs.money_note = "being computed…"
-            key = (filters.product, filters.namespace)
-            cached = self._maps.get(key)
-            if cached is None:
-                gmap = gpu_map(inputs, filters)
-                html = render.render_section("map", {"map": gmap})
-                cached = (gmap, html, render.digest(html))
-                self._maps[key] = cached
-                while len(self._maps) > MAP_CACHE:
-                    self._maps.popitem(last=False)
-            gmap, map_html, map_digest = cached
+            gmap, map_html, map_digest = self._map(states, filters, bool(inputs.waste))
         vm = build(inputs, filters, gmap=gmap)
         rendered: dict[str, tuple[str, str]] = {}
         for name in render.SECTIONS if sections else ():
             if name == "map":
                 rendered[name] = (map_digest, map_html)
-                continue
-            html = render.render_section(name, vm)
-            rendered[name] = (render.digest(html), html)
+            elif name == "decisions":
+                rendered[name] = self._decisions(vm)
+            else:
+                html = render.render_section(name, vm)
+                rendered[name] = (render.digest(html), html)
         return Snapshot(inputs, vm, rendered)
+
+    def _decisions(self, vm: dict[str, Any]) -> tuple[str, str]:
+        """The decisions section, re-rendered only when a decision, a review or the autoscaler's last
+        cycle changed (50 decisions with their score tables are the page's second-largest part)."""
+        hook = vm["webhook"]
+        key = (
+            tuple((p["seq"], p["bound_node"]) for p in vm["placements"] or ()),
+            None if hook is None else (len(hook), hook[0]["time"] if hook else None),
+            json.dumps(vm["autoscaler"], sort_keys=True, default=str),
+            tuple(sorted(vm["errors"].items())),
+        )
+        with self._lock:
+            if self._decisions_cache is not None and self._decisions_cache[0] == key:
+                return self._decisions_cache[1]
+        html = render.render_section("decisions", vm)
+        result = (render.digest(html), html)
+        with self._lock:
+            self._decisions_cache = (key, result)
+        return result
 
     def get_gpu(self, node: str, gpu: str) -> dict[str, Any] | None:
         """One GPU cell of the (unfiltered) map, with the waste reasons of the pods on it."""

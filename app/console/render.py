@@ -45,6 +45,7 @@ def templates() -> Jinja2Templates:
         trim_blocks=True,
         lstrip_blocks=True,
         undefined=jinja2.StrictUndefined,
+        auto_reload=False,  # templates are package data: no stat() per render
     )
     env.filters["bar"] = _bar
     env.filters["usd"] = _usd

@@ -16,11 +16,13 @@ GPU map rules (docs/console.md):
 
 from __future__ import annotations
 
+import heapq
 import math
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import lru_cache
 from typing import Any
 
 from app.console.inputs import ConsoleInputs, Holder, NodeInput
@@ -124,6 +126,14 @@ def nvlink_islands(links: Sequence[Sequence[str]] | None, n: int) -> list[list[i
     return list(groups.values())
 
 
+@lru_cache(maxsize=1024)
+def _islands(links: tuple[tuple[str, ...], ...] | None, n: int) -> tuple[tuple[tuple[int, ...], str], ...]:
+    """NVLink islands with their labels, once per link matrix (a fleet has a handful of shapes)."""
+    if links is None:
+        return ()
+    return tuple((tuple(m), _island_label(links, m)) for m in nvlink_islands(links, n))
+
+
 def _island_label(links: Sequence[Sequence[str]], members: list[int]) -> str:
     counts = sorted(
         {
@@ -163,10 +173,11 @@ def _alloc(parts: list[dict[str, Any]]) -> str:
     return "full" if sum(p["share"] for p in held) >= 0.999 else "part"
 
 
-def _uses_by_gpu(waste: Iterable[WasteScore]) -> dict[tuple[str, str], list[WasteScore]]:
-    out: dict[tuple[str, str], list[WasteScore]] = {}
+def uses_by_node(waste: Iterable[WasteScore]) -> dict[str, dict[str, list[WasteScore]]]:
+    """Waste scores by node, then by GPU index (a MIG instance's '3/1' counts for GPU 3)."""
+    out: dict[str, dict[str, list[WasteScore]]] = {}
     for w in waste:
-        out.setdefault((w.node, w.gpu.split("/", 1)[0]), []).append(w)
+        out.setdefault(w.node, {}).setdefault(w.gpu.split("/", 1)[0], []).append(w)
     return out
 
 
@@ -175,12 +186,13 @@ def _mean(values: Iterable[float | None]) -> float | None:
     return sum(got) / len(got) if got else None
 
 
-def _describe(node: str, cell: dict[str, Any]) -> str:
-    """The cell's text alternative (aria-label and tooltip): what it is, who holds it, how busy it is."""
+def _describe(cell: dict[str, Any]) -> tuple[str, str]:
+    """(who holds it, the cell's text alternative: aria-label and tooltip, with what it is and how busy);
+    the node is named by the row header."""
     if cell["kind"] == "pool":
-        head = f"{node} MIG {cell['label']} slices"
+        head = f"MIG {cell['label']} slices"
     else:
-        head = f"{node} GPU {cell['label']}" + (" (MIG)" if cell["kind"] == "mig" else "")
+        head = f"GPU {cell['label']}" + (" (MIG)" if cell["kind"] == "mig" else "")
     held = [p for p in cell["parts"] if p["state"] in HELD]
     if not held:
         what = "free"
@@ -201,8 +213,8 @@ def _describe(node: str, cell: dict[str, Any]) -> str:
             what += f"; {free * 100:.0f}% free"
     text = f"{head}: {what}"
     if cell["util"] is not None or cell["mem"] is not None:
-        text += f"; compute {pct(cell['util'])}, memory {pct(cell['mem'])}"
-    return text
+        text += f" (compute {pct(cell['util'])}, memory {pct(cell['mem'])})"
+    return what, text
 
 
 def _cell(
@@ -218,7 +230,6 @@ def _cell(
     namespaces = sorted({p["ns"] for p in parts if p["ns"]})
     util = _mean(u.compute for u in uses)
     cell = {
-        "id": f"{node.name}/{label}",
         "label": label,
         "index": index,
         "kind": kind,  # whole | shared | mig | pool
@@ -227,12 +238,14 @@ def _cell(
         "pods": pods,
         "namespaces": namespaces,
         "util": None if util is None else round(util, 3),
+        "util_pct": None if util is None else max(0, min(100, round(util * 100))),
         "mem": None if not uses else _round(_mean(u.memory for u in uses)),
         "band": util_band(util),
         "waste": max((u.score for u in uses), default=None),
         "dim": bool(ns_filter) and ns_filter not in namespaces,
+        "split": len(parts) > 1,  # drawn as parts; a one-part cell is drawn by its `alloc` alone
     }
-    cell["text"] = _describe(node.name, cell)
+    cell["state_text"], cell["text"] = _describe(cell)
     return cell
 
 
@@ -241,7 +254,7 @@ def _round(x: float | None) -> float | None:
 
 
 def _whole_cells(
-    node: NodeInput, holders: list[Holder], uses: Mapping[tuple[str, str], list[WasteScore]], ns: str
+    node: NodeInput, holders: Sequence[Holder], uses: Mapping[str, list[WasteScore]], ns: str
 ) -> dict[int, dict[str, Any]]:
     by_gpu: dict[int, list[Holder]] = {}
     for h in holders:
@@ -263,12 +276,12 @@ def _whole_cells(
         if free > 0.0005 or not parts:
             parts.append(_part(None, free if parts else 1.0, "free"))
         kind = "shared" if node.sharing != "none" else "whole"
-        cells[phys] = _cell(node, str(phys), phys, kind, parts, uses.get((node.name, str(phys)), []), ns)
+        cells[phys] = _cell(node, str(phys), phys, kind, parts, uses.get(str(phys), []), ns)
     return cells
 
 
 def _mig_cells(
-    node: NodeInput, holders: list[Holder], uses: Mapping[tuple[str, str], list[WasteScore]], ns: str
+    node: NodeInput, holders: Sequence[Holder], uses: Mapping[str, list[WasteScore]], ns: str
 ) -> tuple[dict[int, dict[str, Any]], list[dict[str, Any]], list[str]]:
     """(cells of MIG GPUs by index, pool cells for profiles without a layout, pods not drawn)."""
     mig_gpus = [g.index for g in node.gpus if g.mig_enabled]
@@ -304,7 +317,7 @@ def _mig_cells(
         unused = 1.0 - sum(p["share"] for p in parts)
         if unused > 0.01 or not parts:  # compute slices no instance uses (e.g. 3 x 2g on a 7-slice GPU)
             parts.append(_part(None, unused, "unused") if parts else _part(None, 1.0, "free", "no layout"))
-        cells[i] = _cell(node, str(i), i, "mig", parts, uses.get((node.name, str(i)), []), ns)
+        cells[i] = _cell(node, str(i), i, "mig", parts, uses.get(str(i), []), ns)
     pool_cells = []
     for profile, n in sorted(pools.items()):
         holders_here = pool_taken.get(profile, [])
@@ -316,23 +329,25 @@ def _mig_cells(
 
 
 def node_row(
-    node: NodeInput, holders: list[Holder], uses: Mapping[tuple[str, str], list[WasteScore]], ns: str = ""
+    node: NodeInput,
+    holders: Sequence[Holder] = (),
+    uses: Mapping[str, list[WasteScore]] | None = None,
+    ns: str = "",
 ) -> dict[str, Any]:
-    """One node's row: its cells grouped by NVLink island."""
+    """One node's row: its cells grouped by NVLink island. `uses`: the node's waste scores by GPU index;
+    `ns`: the namespace filter (cells it does not hold are dimmed)."""
+    uses = uses or {}
     whole = _whole_cells(node, holders, uses, ns)
     mig, pools, undrawn = _mig_cells(node, holders, uses, ns)
     by_index = {**whole, **mig}
     groups: list[dict[str, Any]] = []
     if node.gpus:
         order = [g.index for g in node.gpus]
-        islands = nvlink_islands(node.links, len(order))
         seen: set[int] = set()
-        for k, members in enumerate(islands, start=1):
+        for k, (members, label) in enumerate(_islands(node.links, len(order)), start=1):
             island = [by_index[order[m]] for m in members if order[m] in by_index]
             seen.update(order[m] for m in members)
             if island:
-                assert node.links is not None
-                label = _island_label(node.links, members)
                 groups.append({"kind": "nvlink", "label": f"{label} island {k}", "cells": island})
         rest = [by_index[i] for i in order if i not in seen and i in by_index]
         rest += [c for i, c in sorted(by_index.items()) if i not in order]  # columns the annotation lacks
@@ -373,53 +388,63 @@ def node_row(
         "source": node.source,
         "gpus": gpus,
         "used": round(used, 3),
+        "idle_held": sum(1 for c in cells if c["band"] == "idle" and c["alloc"] in ("full", "part")),
+        "assumed": sum(1 for c in cells if c["alloc"] == "assumed"),
         "groups": groups,
         "namespaces": namespaces,
         "undrawn": undrawn,
-        "text": f"{node.name}: " + "; ".join(desc),
+        "text": "; ".join(desc),
+    }
+
+
+def map_view(
+    rows: Sequence[dict[str, Any]], filters: Filters = Filters(), utilisation: bool = False
+) -> dict[str, Any]:
+    """The map from every node's row (built with `filters.namespace`): the rows the filters keep, the
+    filter choices and the counts over the whole cluster."""
+    kept = [
+        r
+        for r in rows
+        if (not filters.product or r["product"] == filters.product)
+        and (not filters.namespace or filters.namespace in r["namespaces"])
+    ]
+    totals = {
+        "nodes": len(rows),
+        "gpus": sum(r["gpus"] for r in rows),
+        "used": round(sum(r["used"] for r in rows), 2),
+        "idle_held": sum(r["idle_held"] for r in rows),
+        "assumed": sum(r["assumed"] for r in rows),
+    }
+    return {
+        "rows": kept,
+        "shown": len(kept),
+        "products": sorted({r["product"] for r in rows}),
+        "namespaces": sorted({n for r in rows for n in r["namespaces"]}),
+        "filters": {"product": filters.product, "namespace": filters.namespace},
+        "totals": totals,
+        "utilisation": utilisation,
     }
 
 
 def gpu_map(inputs: ConsoleInputs, filters: Filters = Filters()) -> dict[str, Any]:
-    """Rows of the map (after filters), the filter choices and the counts over the whole cluster."""
+    """The whole map from the inputs (the component builds the same rows incrementally, see component.py)."""
     by_node: dict[str, list[Holder]] = {}
     for h in inputs.holders:
         by_node.setdefault(h.node, []).append(h)
-    uses = _uses_by_gpu(inputs.waste)
-    rows = []
-    products: set[str] = set()
-    namespaces: set[str] = set()
-    totals = {"nodes": 0, "gpus": 0, "used": 0.0, "idle_held": 0, "assumed": 0}
-    for node in sorted(inputs.nodes, key=lambda n: n.name):
-        products.add(node.product)
-        row = node_row(node, by_node.get(node.name, []), uses, filters.namespace)
-        namespaces.update(row["namespaces"])
-        totals["nodes"] += 1
-        totals["gpus"] += row["gpus"]
-        totals["used"] += row["used"]
-        for g in row["groups"]:
-            for c in g["cells"]:
-                totals["idle_held"] += c["band"] == "idle" and c["alloc"] in ("full", "part")
-                totals["assumed"] += c["alloc"] == "assumed"
-        if filters.product and node.product != filters.product:
-            continue
-        if filters.namespace and filters.namespace not in row["namespaces"]:
-            continue
-        rows.append(row)
-    totals["used"] = round(totals["used"], 2)
-    return {
-        "rows": rows,
-        "shown": len(rows),
-        "products": sorted(products),
-        "namespaces": sorted(namespaces),
-        "filters": {"product": filters.product, "namespace": filters.namespace},
-        "totals": totals,
-        "utilisation": bool(inputs.waste),
-    }
+    uses = uses_by_node(inputs.waste)
+    rows = [
+        node_row(n, by_node.get(n.name, []), uses.get(n.name), filters.namespace)
+        for n in sorted(inputs.nodes, key=lambda n: n.name)
+    ]
+    return map_view(rows, filters, bool(inputs.waste))
 
 
 # -- decisions ---------------------------------------------------------------------------------------------
-def placements(entries: list[dict[str, Any]] | None, limit: int = 50) -> list[dict[str, Any]] | None:
+def placements(
+    entries: list[dict[str, Any]] | None, bound: Mapping[str, str] | None = None, limit: int = 50
+) -> list[dict[str, Any]] | None:
+    """The extender's recent decisions; `bound`: pod key -> the node the pod is bound to now, which may
+    differ from the extender's pick (kube-scheduler adds its own scores and breaks ties itself)."""
     if entries is None:
         return None
     out = []
@@ -427,6 +452,7 @@ def placements(entries: list[dict[str, Any]] | None, limit: int = 50) -> list[di
         out.append(
             {
                 **e,
+                "bound_node": (bound or {}).get(e["key"]),
                 "time": clock_time(e.get("at")),
                 "ask_text": ask_text(str(e.get("ask", ""))),
                 "gpus_text": ", ".join(str(g) for g in e["gpus"]),
@@ -542,7 +568,7 @@ def _num(x: Any) -> float:
 
 # -- waste and cost ---------------------------------------------------------------------------------------
 def top_wasters(waste: Iterable[WasteScore], limit: int = TOP_WASTERS) -> list[dict[str, Any]]:
-    ranked = sorted(waste, key=lambda w: (-w.score, w.namespace, w.pod, w.gpu))[:limit]
+    ranked = heapq.nsmallest(limit, waste, key=lambda w: (-w.score, w.namespace, w.pod, w.gpu))
     return [
         {
             "pod": f"{w.namespace}/{w.pod}",
@@ -647,7 +673,7 @@ def build(
     inputs: ConsoleInputs, filters: Filters = Filters(), gmap: dict[str, Any] | None = None
 ) -> dict[str, Any]:
     """The whole view model of one page (`gmap`: the map already built from the same inputs and filters)."""
-    placed = placements(inputs.placements)
+    placed = placements(inputs.placements, {h.key: h.node for h in inputs.holders if not h.assumed})
     plans: dict[str, dict[str, Any]] = {}
     for name in ("mig", "sharing"):
         if name in inputs.plans:

@@ -49,6 +49,7 @@ class Page(HTMLParser):
     def __init__(self, html: str) -> None:
         super().__init__()
         self.cells: list[dict[str, str | None]] = []
+        self.row = ""
         self.ids: list[str] = []
         self.roles: list[str] = []
         self.scripts: list[dict[str, str | None]] = []
@@ -60,8 +61,10 @@ class Page(HTMLParser):
             self.ids.append(str(a["id"]))
         if a.get("role"):
             self.roles.append(str(a["role"]))
+        if a.get("role") == "row":
+            self.row = str(a.get("data-node"))
         if a.get("role") == "gridcell" and "g" in str(a.get("class", "")).split():
-            self.cells.append(a)
+            self.cells.append({**a, "data-node": self.row})
         if tag == "script":
             self.scripts.append(a)
 
@@ -80,7 +83,7 @@ def test_page_renders_the_demo_cluster(client: TestClient) -> None:
     assert {"grid", "row", "rowheader", "gridcell", "status", "search"} <= set(page.roles)
     # the demo's own pods: llama (1 GPU) and qwen (2) on dgx-h100-0's GPUs 0-2 (the ones the agent marks
     # allocated; which pod has which is the extender's accounting), the MIG notebook on a100-mig-0's GPU 0
-    held = {(c["data-node"], c["data-gpu"]): c["data-pods"] for c in page.cells}
+    held = {(c["data-node"], c["data-gpu"]): c.get("data-pods") or "" for c in page.cells}
     on_h100 = [str(held[("dgx-h100-0", str(g))]).rsplit("-", 2)[0] for g in range(4)]
     assert sorted(on_h100) == [
         "",
@@ -91,7 +94,7 @@ def test_page_renders_the_demo_cluster(client: TestClient) -> None:
     assert held[("dgx-h100-0", "3")] == ""
     assert held[("a100-mig-0", "0")] == "notebooks/nb-carol-0"
     assert "NVLink NV18 island 1" in r.text and "no NVLink" in r.text
-    assert [s["src"] for s in page.scripts if s.get("src")][0].startswith("/ui/static/console.js?v=")
+    assert next(str(s["src"]) for s in page.scripts if s.get("src")).startswith("/ui/static/console.js?v=")
     assert "<script>" not in r.text  # no inline script: the CSP forbids it
     # no plan component: no plan section in the navigation
     assert 'href="#plans-h"' not in r.text
@@ -157,7 +160,7 @@ def test_plans_of_other_controllers_render_from_their_shapes() -> None:
         html = c.get("/ui").text
     assert 'href="#plans-h"' in html
     assert "MIG layout controller" in html and "3 pods wait for 3g.40gb" in html and "team/nb-1" in html
-    assert "Unmet demand: 2 × 1g.10gb, 1 × 3g.40gb" in html
+    assert "Unmet demand: 2 \u00d7 1g.10gb, 1 \u00d7 3g.40gb" in html
     assert "GPU-sharing controller" in html and "No node needs a change." in html
     assert "Node autoscaler" in html and "h100-pool" in html and "▲ up" in html and "▼ down" in html
     assert "l40s-3" in html and "PDB allows no disruption" in html
@@ -198,22 +201,28 @@ def test_cpu_only_nodes_and_an_empty_cluster(tmp_path: Path) -> None:
     assert "No GPU nodes in the extender's view yet." in html and 'data-node="cpu-0"' not in html
 
 
-def test_the_map_is_rendered_once_per_change(client: TestClient, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_only_changed_rows_are_rebuilt(client: TestClient, monkeypatch: pytest.MonkeyPatch) -> None:
     from app.console import component as comp_mod
 
-    calls: list[int] = []
-    real: Callable[..., Any] = comp_mod.gpu_map
-    monkeypatch.setattr(comp_mod, "gpu_map", lambda *a, **k: calls.append(1) or real(*a, **k))
-    console(client)._maps.clear()
+    built: list[str] = []
+    real: Callable[..., Any] = comp_mod.node_row
+    monkeypatch.setattr(
+        comp_mod, "node_row", lambda node, *a, **k: built.append(node.name) or real(node, *a, **k)
+    )
+    console(client)._rows.clear()
+    client.get("/ui/sections")
+    assert len(built) == 7  # every GPU node once
     for _ in range(3):
         client.get("/ui/sections")
-    assert len(calls) == 1
+    assert len(built) == 7
     pod = copy.deepcopy(_pod("bound-now", gpus=1))
     pod["spec"]["nodeName"] = "dgx-h100-1"
     pod["status"]["phase"] = "Running"
     client.app.state.ctx.cluster.upsert(pod)  # type: ignore[attr-defined]
-    client.get("/ui/sections")
-    assert len(calls) == 2
+    html = client.get("/ui/sections").json()["sections"]["map"]["html"]
+    assert built[7:] == ["dgx-h100-1"] and "ml-team/bound-now" in html
+    client.get("/ui/sections", params={"namespace": "ml-team"})  # another filter: its own rows
+    assert len(built) == 8 + 7
 
 
 def test_view_model_is_json(client: TestClient) -> None:

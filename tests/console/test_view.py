@@ -265,6 +265,9 @@ def test_build_reads_every_source() -> None:
     assert vm["generated"] == {"iso": "2023-11-14T22:13:20+00:00", "text": "22:13:20"}
     assert [p["ask_text"] for p in vm["placements"]] == ["2 GPUs", "1 GPU"]
     assert vm["placements"][1]["gpus_text"] == "3"
+    assert [p["bound_node"] for p in vm["placements"]] == [None, None]
+    inputs.holders.append(Holder("u1", "a", "c", "l0", (3,)))  # bound where kube-scheduler put it
+    assert build(inputs)["placements"][1]["bound_node"] == "l0"
     assert vm["summary"]["unschedulable"] == 1 and vm["summary"]["pods"] == 2 and vm["summary"]["free"] == 5.0
     assert vm["webhook"][0]["pod"] == "nb/x-1" and vm["webhook"][0]["reasons"] == ["container x: -> 1g.10gb"]
     (v,) = vm["autoscaler"]["variants"]

@@ -47,7 +47,12 @@ def test_filter_then_prioritize_is_one_decision_with_ranked_nodes_and_grouped_re
     }
     assert not e["nodes"][1]["chosen"]
     assert e["reasons"] == [
-        {"reason": "needs 4 free GPUs, node has 2 free", "unresolvable": False, "count": 2, "nodes": ["n3", "n4"]},
+        {
+            "reason": "needs 4 free GPUs, node has 2 free",
+            "unresolvable": False,
+            "count": 2,
+            "nodes": ["n3", "n4"],
+        },
         {"reason": "node is not in the view", "unresolvable": True, "count": 1, "nodes": ["gone"]},
     ]
 

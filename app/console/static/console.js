@@ -47,14 +47,19 @@
     }
   }
 
+  function nodeOf(cell) {
+    return cell.closest(".row").dataset.node;
+  }
+
   function keyOf(cell) {
-    return cell.dataset.node + "/" + cell.dataset.gpu;
+    return nodeOf(cell) + "/" + cell.dataset.gpu;
   }
 
   function findCell(key) {
     if (!key) return null;
     const i = key.lastIndexOf("/");
-    const sel = '.g[data-node="' + CSS.escape(key.slice(0, i)) + '"][data-gpu="' + CSS.escape(key.slice(i + 1)) + '"]';
+    const sel =
+      '.row[data-node="' + CSS.escape(key.slice(0, i)) + '"] .g[data-gpu="' + CSS.escape(key.slice(i + 1)) + '"]';
     return document.querySelector(sel);
   }
 
@@ -191,7 +196,7 @@
     document.querySelectorAll(".g.sel").forEach((c) => c.classList.remove("sel"));
     cell.classList.add("sel");
     selected = keyOf(cell);
-    const q = new URLSearchParams({ node: cell.dataset.node, gpu: cell.dataset.gpu });
+    const q = new URLSearchParams({ node: nodeOf(cell), gpu: cell.dataset.gpu });
     try {
       const r = await fetch(base + "/gpu?" + q.toString(), { cache: "no-store" });
       details.innerHTML = await r.text();
