@@ -12,7 +12,7 @@ import logging
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from fastapi import APIRouter
 from markupsafe import Markup
@@ -30,17 +30,28 @@ from app.waste.score import WasteScore
 log = logging.getLogger(__name__)
 
 ROWS_PER_NODE = 4  # namespace filters whose rendered rows are kept, per node
+#: rows in the page's first paint; the page's script fetches the rest right after (see docs/console.md)
+FIRST_ROWS = 100
 WARM_MIN_S = 5.0
 VIEWED_TTL_S = 600.0
 
 
+class Row(NamedTuple):
+    """One node's row of the map as the page gets it: replaced on the page when its digest changes."""
+
+    node: str
+    digest: str
+    html: str
+
+
 @dataclass
 class Snapshot:
-    """One refresh: the view model and each section's HTML with its digest."""
+    """One refresh: the view model, each section's HTML with its digest, the map's rows in order."""
 
     inputs: ConsoleInputs
     vm: dict[str, Any]
     sections: dict[str, tuple[str, str]]  # name -> (digest, html)
+    rows: list[Row]
 
 
 class ConsoleComponent:
@@ -52,11 +63,11 @@ class ConsoleComponent:
         self._ctx: AppContext | None = None
         self._lock = threading.Lock()
         self.state = StateCache()
-        self._rows: dict[tuple[str, str], tuple[Any, dict[str, Any], str]] = {}
-        self._map_cache: tuple[Any, str, str] | None = None
+        self._rows: dict[tuple[str, str], tuple[Any, dict[str, Any], Row]] = {}
         self._decisions_cache: tuple[Any, tuple[str, str]] | None = None
         self._warmer: PeriodicLoop | None = None
-        self._viewed: float | None = None  # time.monotonic() of the last page or refresh
+        self._viewed: float | None = None
+        self.first_rows = FIRST_ROWS  # time.monotonic() of the last page or refresh
         self._waste_seen: Any = None
         self._by_node: dict[str, dict[str, list[WasteScore]]] = {}
         self._use_keys: dict[str, Any] = {}
@@ -120,38 +131,34 @@ class ConsoleComponent:
 
     def _map(
         self, states: list[NodeState], filters: Filters, utilisation: bool
-    ) -> tuple[dict[str, Any], str, str]:
-        """The map's view model, HTML and digest. Each node's row (model and HTML) is rebuilt only when its
-        state, its waste scores or the namespace filter changed: one pod bound re-renders one row."""
+    ) -> tuple[dict[str, Any], list[Row]]:
+        """The map's view model and its rows (after filters, in order). Each node's row (model, HTML,
+        digest) is rebuilt only when its state, its waste scores or the namespace filter changed: one pod
+        bound re-renders one row, and the page replaces that one row."""
         by_node, use_keys = self._uses(self.ctx)
         ns = filters.namespace
-        rows: list[dict[str, Any]] = []
-        html_of: dict[int, str] = {}
-        keys = []
+        models: list[dict[str, Any]] = []
+        row_of: dict[int, Row] = {}
+        live: set[str] = set()
         for st in states:
             if st.node is None:
                 continue
             name = st.node.name
+            live.add(name)
             key = (st.key, use_keys.get(name))
             hit = self._rows.get((name, ns))
             if hit is None or hit[0] != key:
-                row = node_row(st.node, st.holders, by_node.get(name), ns)
-                hit = (key, row, Markup(render.render_fragment("row.html", row=row)))
+                model = node_row(st.node, st.holders, by_node.get(name), ns)
+                digest = render.digest(repr((name, ns, key)))
+                html = Markup(render.render_fragment("row.html", row=model, digest=digest))
+                hit = (key, model, Row(name, digest, html))
                 self._rows[(name, ns)] = hit
-            rows.append(hit[1])
-            html_of[id(hit[1])] = hit[2]
-            keys.append((name, key))
-        if len(self._rows) > ROWS_PER_NODE * max(1, len(rows)):  # filters come and go: drop the old ones
-            live = {k for k, _ in keys}
+            models.append(hit[1])
+            row_of[id(hit[1])] = hit[2]
+        if len(self._rows) > ROWS_PER_NODE * max(1, len(models)):  # filters come and go: drop the old ones
             self._rows = {k: v for k, v in self._rows.items() if k[1] == ns and k[0] in live}
-        gmap = map_view(rows, filters, utilisation)
-        map_key = (tuple(keys), filters, utilisation)
-        if self._map_cache is None or self._map_cache[0] != map_key:
-            html = render.render_section(
-                "map", {"map": gmap, "rows_html": [html_of[id(r)] for r in gmap["rows"]]}
-            )
-            self._map_cache = (map_key, html, render.digest(html))
-        return gmap, self._map_cache[1], self._map_cache[2]
+        gmap = map_view(models, filters, utilisation)
+        return gmap, [row_of[id(m)] for m in gmap["rows"]]
 
     def snapshot(self, filters: Filters = Filters(), sections: bool = True, money: bool = True) -> Snapshot:
         """Collect, build and render every section (the map incrementally, see `_map`). `money`: start a
@@ -167,18 +174,16 @@ class ConsoleComponent:
                 inputs.money_note = result.error or (f"computed at {when['text']} UTC" if when else "")
             else:
                 inputs.money_note = "being computed…"
-            gmap, map_html, map_digest = self._map(states, filters, bool(inputs.waste))
+            gmap, rows = self._map(states, filters, bool(inputs.waste))
         vm = build(inputs, filters, gmap=gmap)
         rendered: dict[str, tuple[str, str]] = {}
         for name in render.SECTIONS if sections else ():
-            if name == "map":
-                rendered[name] = (map_digest, map_html)
-            elif name == "decisions":
+            if name == "decisions":
                 rendered[name] = self._decisions(vm)
             else:
                 html = render.render_section(name, vm)
                 rendered[name] = (render.digest(html), html)
-        return Snapshot(inputs, vm, rendered)
+        return Snapshot(inputs, vm, rendered, rows)
 
     def _decisions(self, vm: dict[str, Any]) -> tuple[str, str]:
         """The decisions section, re-rendered only when a decision, a review or the autoscaler's last
@@ -217,6 +222,11 @@ class ConsoleComponent:
             if w.node == node and f"{w.namespace}/{w.pod}" in pods and w.gpu.split("/")[0] == gpu
         ]
         return {"row": row, "cell": cell, "group": group, "holders": holders, "waste": waste}
+
+    def get_decision(self, key: str) -> dict[str, Any] | None:
+        """One of the recent scheduling decisions (by pod key), as the page lists it."""
+        placements = self.snapshot(sections=False).vm["placements"] or []
+        return next((p for p in placements if p["key"] == key), None)
 
     def describe(self) -> dict[str, Any]:
         """The whole view model (GET /ui/data)."""

@@ -12,8 +12,6 @@ import copy
 import importlib
 import io
 import os
-import shutil
-import tempfile
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -29,25 +27,13 @@ from app.inprocess import free_port, serve_in_thread
 from app.main import create_app
 from app.settings import Settings
 from extender.demo import _pod, schedule
+from tests.chromium import binaries, chromium
 
 pytestmark = [pytest.mark.integration, pytest.mark.filterwarnings("ignore::DeprecationWarning")]
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-CHROMEDRIVER = shutil.which("chromedriver")
 SHOTS = os.environ.get("CONSOLE_SCREENSHOTS", "")
 #: the demo's GPUs: 4 eight-GPU nodes, 2 four-GPU L40S nodes, the MIG node's 4 GPUs, the shared L4 node's 4
 DEMO_CELLS = 4 * 8 + 2 * 4 + 4 + 4
-FLAGS = (
-    "--headless=new",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-dev-shm-usage",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-    "--window-size=1400,1000",
-)
 
 
 def wait_for(what: str, check: Callable[[], Any], timeout: float = 15.0) -> Any:
@@ -68,8 +54,8 @@ def wait_for(what: str, check: Callable[[], Any], timeout: float = 15.0) -> Any:
 
 
 @pytest.fixture(scope="module")
-def demo() -> Iterator[tuple[str, httpx.Client, SnapshotCluster]]:
-    if not CHROMIUM or not CHROMEDRIVER:
+def demo() -> Iterator[tuple[str, httpx.Client, SnapshotCluster, Any]]:
+    if binaries() is None:
         pytest.skip("chromium/chromedriver not installed (scripts/install-chromium.sh installs them)")
     cluster = SnapshotCluster()
     cluster.load()
@@ -84,27 +70,13 @@ def demo() -> Iterator[tuple[str, httpx.Client, SnapshotCluster]]:
         for ref in DEMO_ACTS:
             mod, _, fn = ref.partition(":")
             getattr(importlib.import_module(mod), fn)(run)
-        yield base, client, cluster
+        yield base, client, cluster, app
 
 
 @pytest.fixture(scope="module")
 def browser(demo: Any) -> Iterator[Any]:
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = str(CHROMIUM)
-    profile = tempfile.mkdtemp(prefix="console-chromium-")
-    for flag in (*FLAGS, f"--user-data-dir={profile}"):
-        options.add_argument(flag)
-    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    driver = webdriver.Chrome(service=Service(str(CHROMEDRIVER)), options=options)
-    driver.set_page_load_timeout(30)
-    try:
+    with chromium(console_log=True) as driver:
         yield driver
-    finally:
-        driver.quit()
-        shutil.rmtree(profile, ignore_errors=True)
 
 
 def shot(driver: Any, name: str, element: Any = None) -> None:
@@ -203,12 +175,13 @@ def test_a_decision_opens_with_score_parts_and_filter_reasons(browser: Any, demo
         for d in browser.find_elements(By.CSS_SELECTOR, ".decisions details")
         if "ml-team/llama-70b-train" in d.find_element(By.TAG_NAME, "summary").text
     )
-    assert not entry.find_element(By.CSS_SELECTOR, "table.scores").is_displayed()
+    assert not entry.find_elements(By.CSS_SELECTOR, "table.scores")  # fetched when opened
     summary = entry.find_element(By.TAG_NAME, "summary")
     browser.execute_script("arguments[0].scrollIntoView({block: 'center'})", summary)
     summary.click()
+    wait_for("the score table", lambda: entry.find_elements(By.CSS_SELECTOR, "table.scores"))
     table = entry.find_element(By.CSS_SELECTOR, "table.scores")
-    wait_for("the score table", table.is_displayed)
+    assert table.is_displayed()
     rows = table.find_elements(By.CSS_SELECTOR, "tbody tr")
     assert len(rows) == 2 and "chosen" in rows[0].text and "dgx-h100-0" in rows[0].text
     reasons = entry.find_element(By.CSS_SELECTOR, ".reasons").text
@@ -235,10 +208,33 @@ def test_filters_apply_without_a_reload(browser: Any, demo: Any) -> None:
     assert loaded_at(browser) == before, "no reload"
 
 
+def test_a_large_map_paints_its_first_rows_then_the_script_brings_the_rest(browser: Any, demo: Any) -> None:
+    from selenium.webdriver.common.by import By
+
+    base, client, _, app = demo
+    console = app.state.ctx.components["console"]
+    console.first_rows = 3
+    try:
+        page = client.get("/ui").text
+        assert page.count('role="row"') == 3 and 'id="more"' in page  # what the browser paints first
+        browser.get(base + "/ui")
+        wait_for("every row", lambda: len(browser.find_elements(By.CSS_SELECTOR, "#grid > .row")) == 8)
+        assert browser.execute_script("return window.gpuConsole.rowsReplaced") >= 5  # the script added them
+        wait_for("the note gone", lambda: not browser.find_elements(By.ID, "more"))
+        names = [e.text for e in browser.find_elements(By.CSS_SELECTOR, "#grid .nn")]
+        assert names == sorted(names) and len(set(names)) == 8
+        assert browser.execute_script("return window.gpuConsole.completeAt") is not None
+        assert errors(browser) == []
+    finally:
+        console.first_rows = 100
+        browser.get(base + "/ui")
+        wait_for("the console script", lambda: loaded_at(browser))
+
+
 def test_the_refresh_picks_up_a_new_placement(browser: Any, demo: Any) -> None:
     from selenium.webdriver.common.by import By
 
-    _, client, cluster = demo
+    _, client, cluster, _ = demo
     before = loaded_at(browser)
     if not browser.find_elements(By.CSS_SELECTOR, ".decisions details[open]"):
         browser.execute_script("document.querySelector('.decisions details').open = true")

@@ -100,22 +100,50 @@ def test_page_renders_the_demo_cluster(client: TestClient) -> None:
     assert 'href="#plans-h"' not in r.text
 
 
+def _rows(page_html: str) -> dict[str, str]:
+    return dict(re.findall(r'<div class="row" role="row" data-node="([^"]+)" data-d="([^"]+)"', page_html))
+
+
 def test_sections_return_only_what_changed_and_a_new_placement_shows(client: TestClient) -> None:
     first = client.get("/ui/sections").json()
     digests = {k: v["hash"] for k, v in first["sections"].items()}
     assert set(digests) == {"summary", "map", "decisions", "plans", "money"}
     assert all(v["html"] is not None for v in first["sections"].values())
-    have = ",".join(digests.values())
-    same = client.get("/ui/sections", params={"have": have}).json()
-    assert all(v["html"] is None for v in same["sections"].values())
-    # kube-scheduler places a new pod through the extender: the map and the decisions change
+    assert len(first["grid"]["order"]) == 7 and set(first["grid"]["rows"]) == set(first["grid"]["order"])
+    rows = _rows(client.get("/ui").text)
+    assert list(rows) == first["grid"]["order"]
+    poll = {"have": list(digests.values()), "rows": rows}
+    same = client.post("/ui/sections", json=poll).json()
+    assert all(v["html"] is None for v in same["sections"].values()) and same["grid"]["rows"] == {}
+    # kube-scheduler places a new pod through the extender: its node's row and the decisions change
     names = [n["metadata"]["name"] for n in client.app.state.ctx.cluster.list("Node")]  # type: ignore[attr-defined]
     chosen = schedule(client, _pod("fresh-train", gpus=2), names).chosen
     assert chosen is not None
-    after = client.get("/ui/sections", params={"have": have}).json()["sections"]
-    assert after["decisions"]["html"] is not None and "ml-team/fresh-train" in after["decisions"]["html"]
-    assert after["map"]["html"] is not None and "ml-team/fresh-train" in after["map"]["html"]
-    assert after["plans"]["html"] is None  # unchanged sections are not resent
+    after = client.post("/ui/sections", json=poll).json()
+    assert after["sections"]["decisions"]["html"] is not None
+    assert "ml-team/fresh-train" in after["sections"]["decisions"]["html"]
+    assert after["sections"]["plans"]["html"] is None  # unchanged sections are not resent
+    changed = after["grid"]["rows"]
+    assert len(changed) == 1 and "ml-team/fresh-train" in next(iter(changed.values()))
+
+
+def test_large_maps_paint_their_first_rows_and_send_the_rest_to_the_script(client: TestClient) -> None:
+    console(client).first_rows = 3
+    html = client.get("/ui").text
+    rows = _rows(html)
+    assert len(rows) == 3 and 'id="more"' in html and "/ui?all=1" in html
+    rest = client.post("/ui/sections", json={"rows": rows}).json()["grid"]
+    assert len(rest["order"]) == 7 and set(rest["rows"]) == set(rest["order"]) - set(rows)
+    everything = client.get("/ui", params={"all": "1"}).text
+    assert len(_rows(everything)) == 7 and 'id="more"' not in everything
+    filtered = client.get("/ui", params={"product": "NVIDIA L40S"}).text
+    assert len(_rows(filtered)) == 2 and 'id="more"' not in filtered  # 2 rows fit in the first 3
+
+
+@pytest.mark.parametrize("body", [b"[1, 2]", b"{not json", b'{"rows": [1]}', b" " * (4 * 1024 * 1024 + 1)])
+def test_a_malformed_poll_is_a_400(client: TestClient, body: bytes) -> None:
+    r = client.post("/ui/sections", content=body, headers={"Content-Type": "application/json"})
+    assert r.status_code == 400 and r.json()["error"].startswith("body")
 
 
 def test_data_gpu_details_and_assets(client: TestClient) -> None:
@@ -132,6 +160,22 @@ def test_data_gpu_details_and_assets(client: TestClient) -> None:
     assert client.get("/ui/static/console.css").headers["content-type"].startswith("text/css")
     assert client.get("/ui/static/nope.js").status_code == 404
     assert client.get("/ui/static/..%2Fcomponent.py").status_code == 404
+
+
+def test_a_decision_opens_as_a_fragment_or_a_page(client: TestClient) -> None:
+    names = [n["metadata"]["name"] for n in client.app.state.ctx.cluster.list("Node")]  # type: ignore[attr-defined]
+    schedule(client, _pod("wide", gpus=4), names)
+    key = next(p["key"] for p in client.get("/ui/data").json()["placements"] if p["pod"] == "ml-team/wide")
+    page = client.get("/ui").text
+    assert f'data-key="{key}"' in page and "ui/decision?key=" in page and 'class="scores"' not in page
+    frag = client.get("/ui/decision", params={"key": key, "fragment": "1"})
+    assert frag.status_code == 200 and 'class="scores"' in frag.text and "<html" not in frag.text
+    assert "Filtered out" in frag.text and "node has no whole GPUs" in frag.text
+    full = client.get("/ui/decision", params={"key": key})
+    assert "<html" in full.text and "ml-team/wide asks 4 GPUs" in full.text and 'class="scores"' in full.text
+    assert client.get("/ui/decision", params={"key": "gone"}).status_code == 404
+    moved = client.get("/ui/", params={"product": "x"}, follow_redirects=False)
+    assert moved.status_code == 307 and moved.headers["location"] == "/ui?product=x"
 
 
 def test_filters_in_the_query_string(client: TestClient) -> None:
@@ -219,8 +263,8 @@ def test_only_changed_rows_are_rebuilt(client: TestClient, monkeypatch: pytest.M
     pod["spec"]["nodeName"] = "dgx-h100-1"
     pod["status"]["phase"] = "Running"
     client.app.state.ctx.cluster.upsert(pod)  # type: ignore[attr-defined]
-    html = client.get("/ui/sections").json()["sections"]["map"]["html"]
-    assert built[7:] == ["dgx-h100-1"] and "ml-team/bound-now" in html
+    rows = client.get("/ui/sections").json()["grid"]["rows"]
+    assert built[7:] == ["dgx-h100-1"] and "ml-team/bound-now" in rows["dgx-h100-1"]
     client.get("/ui/sections", params={"namespace": "ml-team"})  # another filter: its own rows
     assert len(built) == 8 + 7
 

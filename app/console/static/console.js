@@ -1,7 +1,10 @@
 // gpu-autoscaler console: live refresh and keyboard navigation. Plain JavaScript, no build step, no
-// dependencies. The page works without it (server-rendered, filters as a form); this script only:
-// - polls <base>/sections and swaps the sections whose digest changed (no reload; open details, focus and
-//   the selected GPU survive the swap), pausing while the tab is hidden;
+// dependencies. The page works without it (server-rendered; filters are a form; "Show all nodes" is a link);
+// this script only:
+// - polls <base>/sections (POST: the digests of what the page shows) and puts in what changed: whole
+//   sections, and single rows of the GPU map (one pod bound: one row), keeping open details, focus and the
+//   selected GPU; it pauses while the tab is hidden;
+// - fetches the map's remaining rows right after the first paint of a large cluster;
 // - applies the filters without a reload;
 // - makes the GPU map one keyboard stop (arrow keys, Home/End, Enter) and shows a GPU's details on click.
 (function () {
@@ -14,27 +17,22 @@
   const live = document.getElementById("live");
   const liveText = document.getElementById("live-text");
   const details = document.getElementById("gpu-details");
+  const grid = document.getElementById("grid");
   const digests = {};
   let timer = 0;
   let inflight = null;
   let selected = null; // "node/gpu" of the GPU whose details are shown
   let current = null; // "node/gpu" of the map's keyboard stop
 
-  window.gpuConsole = { loadedAt: Date.now(), refreshes: 0, swaps: 0 };
+  window.gpuConsole = { loadedAt: Date.now(), refreshes: 0, swaps: 0, rowsReplaced: 0, completeAt: null };
 
   document.querySelectorAll("[data-section]").forEach(function (el) {
     digests[el.dataset.section] = el.dataset.hash || "";
   });
 
-  function query(extra) {
-    const q = new URLSearchParams();
+  function filters() {
     const data = new FormData(form);
-    for (const name of ["product", "namespace"]) {
-      const v = data.get(name);
-      if (v) q.set(name, v);
-    }
-    if (extra) for (const [k, v] of Object.entries(extra)) q.set(k, v);
-    return q;
+    return { product: data.get("product") || "", namespace: data.get("namespace") || "" };
   }
 
   function setLive(ok, generated) {
@@ -47,6 +45,7 @@
     }
   }
 
+  // -- the map's cells ---------------------------------------------------------------------------------------
   function nodeOf(cell) {
     return cell.closest(".row").dataset.node;
   }
@@ -60,7 +59,54 @@
     const i = key.lastIndexOf("/");
     const sel =
       '.row[data-node="' + CSS.escape(key.slice(0, i)) + '"] .g[data-gpu="' + CSS.escape(key.slice(i + 1)) + '"]';
-    return document.querySelector(sel);
+    return grid.querySelector(sel);
+  }
+
+  function rowDigests() {
+    const out = {};
+    for (const row of grid.querySelectorAll(":scope > .row")) out[row.dataset.node] = row.dataset.d;
+    return out;
+  }
+
+  function fromHtml(html) {
+    const t = document.createElement("template");
+    t.innerHTML = html;
+    return t.content.firstElementChild;
+  }
+
+  // Put the map's rows in `order`, replacing those the server sent again; keep focus and selection.
+  function patchGrid(order, fresh) {
+    const active = document.activeElement;
+    const focusKey = grid.contains(active) && active.classList.contains("g") ? keyOf(active) : null;
+    const existing = new Map();
+    for (const row of grid.querySelectorAll(":scope > .row")) existing.set(row.dataset.node, row);
+    let prev = null;
+    for (const name of order) {
+      let row = existing.get(name);
+      existing.delete(name);
+      if (Object.prototype.hasOwnProperty.call(fresh, name)) {
+        const next = fromHtml(fresh[name]);
+        if (row) row.replaceWith(next);
+        row = next;
+        window.gpuConsole.rowsReplaced += 1;
+      }
+      if (!row) continue;
+      const want = prev ? prev.nextElementSibling : grid.firstElementChild;
+      if (row !== want) grid.insertBefore(row, want);
+      prev = row;
+    }
+    for (const gone of existing.values()) gone.remove();
+    grid.setAttribute("aria-rowcount", String(order.length));
+    initGrid(false);
+    if (focusKey) {
+      const again = findCell(focusKey);
+      if (again) setCurrent(again, document.activeElement === document.body || !grid.contains(document.activeElement));
+    }
+    const more = document.getElementById("more");
+    if (more && grid.querySelectorAll(":scope > .row").length >= order.length) {
+      more.remove();
+      if (window.gpuConsole.completeAt === null) window.gpuConsole.completeAt = performance.now();
+    }
   }
 
   function swap(name, html) {
@@ -68,16 +114,13 @@
     if (!el) return;
     const open = Array.from(el.querySelectorAll("details[open]"), (d) => d.id);
     const active = document.activeElement;
-    const hadFocus = el.contains(active);
-    const focusId = hadFocus && active.id ? active.id : null;
+    const focusId = el.contains(active) && active.id ? active.id : null;
     el.innerHTML = html;
     for (const id of open) {
       const d = document.getElementById(id);
       if (d) d.open = true;
     }
-    if (name === "map") {
-      initGrid(hadFocus);
-    } else if (focusId) {
+    if (focusId) {
       const again = document.getElementById(focusId);
       if (again) again.focus();
     }
@@ -101,11 +144,13 @@
     if (inflight) inflight.abort();
     const ctrl = new AbortController();
     inflight = ctrl;
-    const q = query({ have: Object.values(digests).join(",") });
+    const payload = Object.assign({ have: Object.values(digests), rows: rowDigests() }, filters());
     try {
-      const r = await fetch(base + "/sections?" + q.toString(), {
+      const r = await fetch(base + "/sections", {
+        method: "POST",
         cache: "no-store",
-        headers: { Accept: "application/json" },
+        headers: { "Content-Type": "application/json", Accept: "application/json" },
+        body: JSON.stringify(payload),
         signal: ctrl.signal,
       });
       if (!r.ok) throw new Error("HTTP " + r.status);
@@ -116,6 +161,7 @@
           digests[name] = s.hash;
         }
       }
+      patchGrid(data.grid.order, data.grid.rows);
       updateOptions(document.getElementById("f-product"), data.options.products);
       updateOptions(document.getElementById("f-namespace"), data.options.namespaces);
       window.gpuConsole.refreshes += 1;
@@ -142,17 +188,16 @@
   form.addEventListener("change", applyFilters);
 
   function applyFilters() {
-    const q = query(null).toString();
-    history.replaceState(null, "", base + (q ? "?" + q : ""));
-    digests.map = ""; // the map must come back for the new filters
+    const f = filters();
+    const q = new URLSearchParams();
+    if (f.product) q.set("product", f.product);
+    if (f.namespace) q.set("namespace", f.namespace);
+    const qs = q.toString();
+    history.replaceState(null, "", base + (qs ? "?" + qs : ""));
     refresh();
   }
 
   // -- GPU map: roving tabindex over the grid ---------------------------------------------------------------
-  function cells() {
-    return Array.from(document.querySelectorAll(".grid .g"));
-  }
-
   function setCurrent(cell, focus) {
     const prev = findCell(current);
     if (prev) prev.tabIndex = -1;
@@ -162,21 +207,17 @@
   }
 
   function initGrid(refocus) {
-    const all = cells();
-    if (!all.length) return;
-    const keep = findCell(current) || all[0];
+    const first = grid.querySelector(".g");
+    if (!first) return;
+    const keep = findCell(current) || first;
     current = null;
     setCurrent(keep, refocus);
     const sel = findCell(selected);
     if (sel) sel.classList.add("sel");
   }
 
-  function rowCells(cell) {
-    return Array.from(cell.closest(".row").querySelectorAll(".g"));
-  }
-
   function move(cell, key) {
-    const inRow = rowCells(cell);
+    const inRow = Array.from(cell.closest(".row").querySelectorAll(".g"));
     const i = inRow.indexOf(cell);
     if (key === "ArrowRight") return inRow[i + 1];
     if (key === "ArrowLeft") return inRow[i - 1];
@@ -193,7 +234,7 @@
   }
 
   async function showDetails(cell) {
-    document.querySelectorAll(".g.sel").forEach((c) => c.classList.remove("sel"));
+    grid.querySelectorAll(".g.sel").forEach((c) => c.classList.remove("sel"));
     cell.classList.add("sel");
     selected = keyOf(cell);
     const q = new URLSearchParams({ node: nodeOf(cell), gpu: cell.dataset.gpu });
@@ -209,20 +250,19 @@
     const pods = (cell.dataset.pods || "").split(" ").filter(Boolean);
     for (const pod of pods) {
       // every GPU of the same pod (a multi-GPU pod, or a share on another GPU)
-      for (const other of document.querySelectorAll('.g[data-pods~="' + CSS.escape(pod) + '"]')) {
+      for (const other of grid.querySelectorAll('.g[data-pods~="' + CSS.escape(pod) + '"]')) {
         if (other !== cell) other.classList.toggle("same", on);
       }
     }
   }
 
-  const mapRoot = document.querySelector('[data-section="map"]');
-  mapRoot.addEventListener("click", function (ev) {
+  grid.addEventListener("click", function (ev) {
     const cell = ev.target.closest(".g");
     if (!cell) return;
     setCurrent(cell, true);
     showDetails(cell);
   });
-  mapRoot.addEventListener("keydown", function (ev) {
+  grid.addEventListener("keydown", function (ev) {
     const cell = ev.target.closest(".g");
     if (!cell) return;
     if (ev.key === "Enter" || ev.key === " ") {
@@ -234,22 +274,41 @@
     if (next !== undefined) ev.preventDefault();
     if (next) setCurrent(next, true);
   });
-  mapRoot.addEventListener("mouseover", function (ev) {
-    const cell = ev.target.closest(".g");
-    if (cell) highlight(cell, true);
-  });
-  mapRoot.addEventListener("mouseout", function (ev) {
-    const cell = ev.target.closest(".g");
-    if (cell) highlight(cell, false);
-  });
-  mapRoot.addEventListener("focusin", function (ev) {
-    const cell = ev.target.closest(".g");
-    if (cell) highlight(cell, true);
-  });
-  mapRoot.addEventListener("focusout", function (ev) {
-    const cell = ev.target.closest(".g");
-    if (cell) highlight(cell, false);
-  });
+  // pointing at or focusing a GPU outlines every GPU of the same pod
+  for (const [type, on] of [["mouseover", true], ["mouseout", false], ["focusin", true], ["focusout", false]]) {
+    grid.addEventListener(type, function (ev) {
+      const cell = ev.target.closest(".g");
+      if (cell) highlight(cell, on);
+    });
+  }
+
+  // -- decisions: each one's score table and filter reasons come when it is opened ---------------------------
+  const decisionHtml = new Map(); // "key seq" -> fragment: a reopened decision needs no new request
+  document.addEventListener(
+    "toggle",
+    async function (ev) {
+      const d = ev.target;
+      if (!(d instanceof HTMLDetailsElement) || !d.open || !d.dataset.key) return;
+      const body = d.querySelector(".dd");
+      const id = d.dataset.key + " " + d.dataset.seq;
+      let html = decisionHtml.get(id);
+      if (html === undefined) {
+        const q = new URLSearchParams({ key: d.dataset.key, fragment: "1" });
+        try {
+          const r = await fetch(base + "/decision?" + q.toString(), { cache: "no-store" });
+          html = await r.text();
+          if (r.ok) decisionHtml.set(id, html);
+        } catch (err) {
+          html = "<p class='warn-note'>Could not load this decision's details.</p>";
+        }
+      }
+      if (body.dataset.loaded !== id) {
+        body.innerHTML = html;
+        body.dataset.loaded = id;
+      }
+    },
+    true,
+  );
 
   document.addEventListener("visibilitychange", function () {
     if (document.hidden) clearTimeout(timer);
@@ -258,5 +317,10 @@
 
   initGrid(false);
   setLive(true, null);
-  schedule();
+  if (document.getElementById("more")) {
+    refresh(); // the rest of a large cluster's rows, right after the first paint
+  } else {
+    window.gpuConsole.completeAt = performance.now();
+    schedule();
+  }
 })();
