@@ -668,6 +668,13 @@ def money(
     }
 
 
+def source_label(source: str) -> str:
+    """The cluster view's source as the header shows it: the bundled demo by name, anything else as is."""
+    if source.startswith("snapshot:") and source.rstrip("/").endswith("app/cluster/demo"):
+        return "bundled demo cluster (snapshot)"
+    return source
+
+
 # -- the page ------------------------------------------------------------------------------------------------
 def build(
     inputs: ConsoleInputs, filters: Filters = Filters(), gmap: dict[str, Any] | None = None
@@ -684,6 +691,7 @@ def build(
     pending = sum(1 for p in placed or [] if p["outcome"] == "unschedulable")
     return {
         "source": inputs.source,
+        "source_label": source_label(inputs.source),
         "generated": clock_time(inputs.generated_at),
         "map": gmap,
         "placements": placed,

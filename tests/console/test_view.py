@@ -20,6 +20,7 @@ from app.console.view import (
     nodescale_plan,
     num,
     nvlink_islands,
+    source_label,
     util_band,
 )
 from app.waste.score import WasteScore
@@ -342,3 +343,15 @@ def test_build_renders_plans_only_for_components_that_exist() -> None:
 @pytest.mark.parametrize(("x", "text"), [(3, "3"), (2.5, "2.5"), (0.714285, "0.71"), (4.0, "4"), (None, "—")])
 def test_num(x: Any, text: str) -> None:
     assert num(x) == text
+
+
+@pytest.mark.parametrize(
+    ("source", "label"),
+    [
+        ("snapshot:/opt/x/app/cluster/demo", "bundled demo cluster (snapshot)"),
+        ("snapshot:/tmp/dump.yaml", "snapshot:/tmp/dump.yaml"),
+        ("kube:https://10.0.0.1:443", "kube:https://10.0.0.1:443"),
+    ],
+)
+def test_source_label(source: str, label: str) -> None:
+    assert source_label(source) == label

@@ -68,10 +68,13 @@
     return out;
   }
 
-  function fromHtml(html) {
+  // The rows the server sent, parsed in one go (hundreds of rows: one parse, not hundreds).
+  function parseRows(fresh) {
     const t = document.createElement("template");
-    t.innerHTML = html;
-    return t.content.firstElementChild;
+    t.innerHTML = Object.values(fresh).join("");
+    const out = new Map();
+    for (const row of t.content.children) out.set(row.dataset.node, row);
+    return out;
   }
 
   // Put the map's rows in `order`, replacing those the server sent again; keep focus and selection.
@@ -80,12 +83,13 @@
     const focusKey = grid.contains(active) && active.classList.contains("g") ? keyOf(active) : null;
     const existing = new Map();
     for (const row of grid.querySelectorAll(":scope > .row")) existing.set(row.dataset.node, row);
+    const parsed = parseRows(fresh);
     let prev = null;
     for (const name of order) {
       let row = existing.get(name);
       existing.delete(name);
-      if (Object.prototype.hasOwnProperty.call(fresh, name)) {
-        const next = fromHtml(fresh[name]);
+      const next = parsed.get(name);
+      if (next) {
         if (row) row.replaceWith(next);
         row = next;
         window.gpuConsole.rowsReplaced += 1;
@@ -318,7 +322,8 @@
   initGrid(false);
   setLive(true, null);
   if (document.getElementById("more")) {
-    refresh(); // the rest of a large cluster's rows, right after the first paint
+    // the rest of a large cluster's rows, once the first frame is on screen
+    requestAnimationFrame(() => requestAnimationFrame(refresh));
   } else {
     window.gpuConsole.completeAt = performance.now();
     schedule();
