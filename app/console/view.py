@@ -47,10 +47,6 @@ class Filters:
     product: str = ""
     namespace: str = ""
 
-    @property
-    def active(self) -> bool:
-        return bool(self.product or self.namespace)
-
 
 # -- small helpers ---------------------------------------------------------------------------------------
 def util_band(compute: float | None) -> str | None:
@@ -218,7 +214,6 @@ def _describe(cell: dict[str, Any]) -> tuple[str, str]:
 
 
 def _cell(
-    node: NodeInput,
     label: str,
     index: int | None,
     kind: str,
@@ -229,12 +224,13 @@ def _cell(
     pods = sorted({p["pod"] for p in parts if p["pod"]})
     namespaces = sorted({p["ns"] for p in parts if p["ns"]})
     util = _mean(u.compute for u in uses)
+    alloc = _alloc(parts)
     cell = {
         "label": label,
         "index": index,
         "kind": kind,  # whole | shared | mig | pool
         "parts": parts,
-        "alloc": _alloc(parts),
+        "alloc": alloc,
         "pods": pods,
         "namespaces": namespaces,
         "util": None if util is None else round(util, 3),
@@ -243,7 +239,8 @@ def _cell(
         "band": util_band(util),
         "waste": max((u.score for u in uses), default=None),
         "dim": bool(ns_filter) and ns_filter not in namespaces,
-        "split": len(parts) > 1,  # drawn as parts; a one-part cell is drawn by its `alloc` alone
+        # drawn as parts; a cell that is all one thing is drawn by its `alloc` alone
+        "split": len(parts) > 1 or alloc == "part",
     }
     cell["state_text"], cell["text"] = _describe(cell)
     return cell
@@ -276,7 +273,7 @@ def _whole_cells(
         if free > 0.0005 or not parts:
             parts.append(_part(None, free if parts else 1.0, "free"))
         kind = "shared" if node.sharing != "none" else "whole"
-        cells[phys] = _cell(node, str(phys), phys, kind, parts, uses.get(str(phys), []), ns)
+        cells[phys] = _cell(str(phys), phys, kind, parts, uses.get(str(phys), []), ns)
     return cells
 
 
@@ -317,14 +314,14 @@ def _mig_cells(
         unused = 1.0 - sum(p["share"] for p in parts)
         if unused > 0.01 or not parts:  # compute slices no instance uses (e.g. 3 x 2g on a 7-slice GPU)
             parts.append(_part(None, unused, "unused") if parts else _part(None, 1.0, "free", "no layout"))
-        cells[i] = _cell(node, str(i), i, "mig", parts, uses.get(str(i), []), ns)
+        cells[i] = _cell(str(i), i, "mig", parts, uses.get(str(i), []), ns)
     pool_cells = []
     for profile, n in sorted(pools.items()):
         holders_here = pool_taken.get(profile, [])
         parts = [_part(h, 1 / n, "assumed" if h.assumed else "bound", profile) for h in holders_here] + [
             _part(None, 1 / n, "free", profile) for _ in range(n - len(holders_here))
         ]
-        pool_cells.append(_cell(node, profile, None, "pool", parts, [], ns))
+        pool_cells.append(_cell(profile, None, "pool", parts, [], ns))
     return cells, pool_cells, undrawn
 
 
