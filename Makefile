@@ -5,7 +5,8 @@ PY     := $(VENV)/bin/python
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: all venv demo serve test unit integration lint typecheck bench bench-sim prometheus kubectl certs clean image manifests dashboards rules
+.PHONY: all venv demo console serve test unit integration lint typecheck bench bench-sim bench-console \
+	console-screenshots prometheus chromium kubectl certs clean image manifests dashboards rules
 
 all: test
 
@@ -20,6 +21,10 @@ venv: $(STAMP)
 
 demo: venv
 	$(BIN)/gpu-autoscaler demo
+
+# The demo, then its server stays up so the console (printed address, /ui) can be opened: Ctrl-C to stop.
+console: venv
+	$(BIN)/gpu-autoscaler demo --keep-serving $(if $(PORT),--port $(PORT))
 
 serve: venv
 	$(BIN)/gpu-autoscaler serve --cluster demo
@@ -42,6 +47,10 @@ dashboards: venv
 rules: venv prometheus
 	$(BIN)/pytest -q tests/monitoring/test_rules.py
 
+# Debian's Chromium and chromedriver: the console's browser tests (tests/console/test_browser.py)
+chromium:
+	@scripts/install-chromium.sh
+
 lint: venv
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
@@ -52,11 +61,11 @@ typecheck: venv
 unit: venv kubectl
 	$(BIN)/pytest -q -m "not integration"
 
-integration: venv prometheus
+integration: venv prometheus kubectl chromium
 	$(BIN)/pytest -q -m integration
 
 # The README's test command: lint, types, unit and integration tests.
-test: venv prometheus kubectl
+test: venv prometheus kubectl chromium
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
@@ -67,6 +76,14 @@ bench: venv
 
 bench-sim: venv
 	$(PY) -m bench.bench_sim
+
+# Console first paint at 1,000 nodes (server time, page size, Chromium's first contentful paint)
+bench-console: venv
+	$(PY) -m bench.bench_console
+
+# Re-take the screenshots in docs/console.md with the browser test that checks the console
+console-screenshots: venv chromium
+	CONSOLE_SCREENSHOTS=docs/img $(BIN)/pytest -q -m integration tests/console/test_browser.py
 
 certs: venv
 	$(BIN)/gpu-autoscaler certs --service gpu-autoscaler --namespace gpu-autoscaler --out certs/out

@@ -33,6 +33,7 @@ DEMO_ACTS: tuple[str, ...] = (
     "app.nodescale.demo:act",
     "app.mig.demo:act",
     "app.cost.demo:act",
+    "app.console.demo:act",
 )
 
 
@@ -50,6 +51,11 @@ def register(sub: Any) -> None:
         "demo", help="run the service on the demo cluster, replay a scripted day, print decisions"
     )
     add_server_flags(p)
+    p.add_argument(
+        "--keep-serving",
+        action="store_true",
+        help="after the acts, keep the server up (open the console it prints) until Ctrl-C",
+    )
     p.set_defaults(func=run)
 
 
@@ -113,6 +119,19 @@ def act_cluster(run: DemoRun) -> None:
     )
 
 
+def keep_serving(console: Console, base: str) -> None:
+    """Leave the demo's server up so people can look around (the console at /ui) until Ctrl-C."""
+    import time
+
+    console.rule("[bold green]demo played; still serving")
+    console.print(f"console: {base}/ui  ·  API: {base}/docs  ·  Ctrl-C to stop")
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        console.print("stopping")
+
+
 def run(args: argparse.Namespace) -> int:
     from app.commands.serve import prepare
     from app.logging_setup import setup_logging
@@ -141,6 +160,8 @@ def run(args: argparse.Namespace) -> int:
                 mod, _, fn = ref.partition(":")
                 act: Callable[[DemoRun], None] = getattr(importlib.import_module(mod), fn)
                 act(demo)
+            if getattr(args, "keep_serving", False):
+                keep_serving(console, base)
     except TimeoutError as exc:
         raise CliError(f"demo: {exc}") from exc
     console.rule("[bold green]demo finished")

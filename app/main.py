@@ -53,6 +53,9 @@ def default_components() -> list[ComponentFactory]:
     from app.cost.component import CostComponent
 
     factories.append(CostComponent)
+    from app.console.component import ConsoleComponent
+
+    factories.append(ConsoleComponent)
     return factories
 
 

@@ -252,6 +252,13 @@ class Settings(BaseSettings):
         return self
 
     # --- console (issue 17) ----------------------------------------------------------------------------
+    console_enabled: bool = Field(True, description="serve the web console at /ui")
+    console_refresh_seconds: float = Field(
+        5.0, ge=0.5, le=3600, description="seconds between an open console page's checks for changes"
+    )
+    console_cost_interval: float = Field(
+        60.0, ge=1, le=86400, description="seconds between recomputations of the console's cost and savings"
+    )
 
     @field_validator("tls_cert", "tls_key", "config", "prices_file")
     @classmethod

@@ -17,6 +17,7 @@ BENCHES: tuple[tuple[str, ...], ...] = (
     ("bench.bench_webhook",),
     ("bench.bench_autoscaler",),
     ("bench.bench_nodescale",),
+    ("bench.bench_console",),
 )
 
 

@@ -14,6 +14,7 @@ import numpy as np
 
 from extender.arrays import IntArray
 from extender.core import ScoringConfig, best_index, decisive_scores, filter_nodes, score_parts
+from extender.decision_log import DecisionLog
 from extender.fragmentation import TypicalPodLearner
 from extender.gang import gang_reason
 from extender.inventory import ANN_GPU_INDEX, InventoryError, PodAsk, parse_pod
@@ -59,6 +60,7 @@ class ExtenderService:
         self.config = config
         self.frag = frag
         self.last_placement: dict[str, Placement] = {}
+        self.decisions = DecisionLog()  # per-node parts and filter reasons of recent pods (the console)
 
     # -- shared -----------------------------------------------------------------------------------------
     def _prepare(self, args: ExtenderArgs, ask: PodAsk) -> _Request:
@@ -127,10 +129,12 @@ class ExtenderService:
                 "unresolvable": unresolvable if len(unresolvable) <= 20 else len(unresolvable),
             },
         )
+        passed_names = [names[r] for r in passed_list]  # in input order
+        self.decisions.filtered(ask, passed_names, failed, unresolvable, self.last_placement.get(ask.key))
         if req.cache_mode:  # rows pass in input order
             return filter_result(
                 nodes=None,
-                node_names=[names[r] for r in passed_list],
+                node_names=passed_names,
                 failed=failed,
                 unresolvable=unresolvable,
             )
@@ -177,6 +181,7 @@ class ExtenderService:
                         gpu_milli=ask.req.gpu_milli,
                     ),
                 )
+            self.decisions.scored(ask, names, feasible, parts, ints, self.last_placement.get(ask.key))
             if log.isEnabledFor(logging.DEBUG):
                 for j, r in enumerate(feasible):
                     log.debug(

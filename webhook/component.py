@@ -26,6 +26,8 @@ from webhook.share import PoolOffer, pool_offers
 
 log = logging.getLogger(__name__)
 
+RECENT = 100
+
 MUTATIONS = Counter(
     "gpu_autoscaler_webhook_mutations_total",
     "Admission reviews answered by the MIG webhook, by outcome and applied profile ('none' if unchanged)",
@@ -68,6 +70,8 @@ class WebhookComponent:
         #: sharing controllers' recent demand (only reviews that are not dry-run)
         self.journal: deque[tuple[float, str, str]] = deque(maxlen=20_000)
         self._refresher: asyncio.Task[None] | None = None
+        #: the last reviews' decisions with their reasons (the console, GET /webhook/decisions)
+        self.recent: deque[dict[str, Any]] = deque(maxlen=RECENT)
 
     def router(self) -> APIRouter:
         from webhook.routes import build_router
@@ -89,6 +93,10 @@ class WebhookComponent:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._refresher
         await self.history.close()
+
+    def describe(self) -> dict[str, Any]:
+        """The last reviews, newest first: outcome, profile and reasons, as logged."""
+        return {"recent": list(reversed(self.recent)), "history": self.history.label}
 
     def set_history_source(self, source: HistorySource | None) -> None:
         """Plug a history source (the demo's recorded one, tests' fakes)."""
@@ -183,6 +191,7 @@ class WebhookComponent:
         elapsed = time.perf_counter() - started
         REVIEW_SECONDS.observe(elapsed)
         log.info("webhook decision", extra={**extra, "ms": round(elapsed * 1000, 3)})
+        self.recent.append({"at": time.time(), **extra})
         out = {
             "apiVersion": review.apiVersion,
             "kind": "AdmissionReview",
