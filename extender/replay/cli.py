@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from app.cli import CliError
-from extender.replay import engine, output
+from extender.replay import datasets, engine, output
 from extender.replay.arrivals import Arrivals, generate, load_replay
 from extender.replay.engine import RunResult
 from extender.replay.policies import POLICIES
@@ -61,14 +61,25 @@ def parse_policies(text: str) -> list[str]:
 def register(sub: Any) -> None:
     p = sub.add_parser("simulate", help="replay a pod trace (Alibaba openb CSVs) through the scheduling core")
     p.add_argument(
-        "--nodes", required=True, type=Path, help="node CSV: sn, cpu_milli, memory_mib, gpu, model"
+        "--nodes",
+        type=Path,
+        default=datasets.BUNDLED / datasets.NODES_CSV,
+        help="node CSV: sn, cpu_milli, memory_mib, gpu, model (default: the bundled Alibaba GPU nodes)",
     )
     p.add_argument(
-        "--pods", required=True, type=Path, help="pod CSV: name, cpu_milli, memory_mib, num_gpu, …"
+        "--pods",
+        type=Path,
+        default=datasets.BUNDLED / datasets.pods_csv("default"),
+        help="pod CSV: name, cpu_milli, memory_mib, num_gpu, … (default: the bundled Alibaba default trace)",
     )
     p.add_argument("--policy", default="extender", help=f"comma list of {', '.join(POLICIES)}")
     p.add_argument("--seeds", default="42", help="42-51 or 42,43")
-    p.add_argument("--replay", type=Path, default=None, help="folder of published arrival/tie-break files")
+    p.add_argument(
+        "--replay",
+        type=Path,
+        default=None,
+        help=f"folder of published arrival/tie-break files (bundled: {datasets.BUNDLED / 'replay'}, seed 42)",
+    )
     p.add_argument("--tune", type=float, default=1.3, help="inflate arrivals to this x GPU capacity")
     p.add_argument("--jobs", type=int, default=1, help="parallel processes")
     p.add_argument("--out", type=Path, default=None, help="folder for the curves CSV and the PNG plot")
@@ -93,7 +104,7 @@ def _trace(nodes: str, pods: str) -> Trace:
 
 def _arrivals(job: Job, trace: Trace) -> Arrivals:
     if job.replay:
-        return load_replay(Path(job.replay), trace, job.seed, job.tune)
+        return load_replay(Path(job.replay), trace, job.seed)
     return generate(trace, job.seed, job.tune)
 
 
@@ -151,7 +162,7 @@ def main(args: argparse.Namespace) -> int:
         raise CliError("--tune must be > 0")
     if args.replay is not None and not args.replay.is_dir():
         raise CliError(f"--replay: {args.replay} is not a folder")
-    if "extender" in policies:
+    if any(p.startswith("extender") for p in policies):
         _check_extender()
     try:
         trace = load_trace(args.nodes, args.pods)
