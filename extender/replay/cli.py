@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from app.cli import CliError
-from extender.replay import datasets, engine, output
+from extender.replay import datasets, engine, output, variants
 from extender.replay.arrivals import Arrivals, generate, load_replay
 from extender.replay.engine import RunResult
 from extender.replay.policies import POLICIES
@@ -80,6 +80,12 @@ def register(sub: Any) -> None:
         default=None,
         help=f"folder of published arrival/tie-break files (bundled: {datasets.BUNDLED / 'replay'}, seed 42)",
     )
+    p.add_argument(
+        "--variant",
+        default=None,
+        help="replay a variant of the pod list built by the study's recipes: multigpu50, gpushare80, "
+        "gpuspec33, cpu250 … (extender/replay/variants.py; arrivals from our RNG)",
+    )
     p.add_argument("--tune", type=float, default=1.3, help="inflate arrivals to this x GPU capacity")
     p.add_argument("--jobs", type=int, default=1, help="parallel processes")
     p.add_argument("--out", type=Path, default=None, help="folder for the curves CSV and the PNG plot")
@@ -93,13 +99,15 @@ class Job:
     pods: str
     replay: str | None
     tune: float
+    variant: str | None
     policy: str
     seed: int
 
 
 @functools.lru_cache(maxsize=4)
-def _trace(nodes: str, pods: str) -> Trace:
-    return load_trace(Path(nodes), Path(pods))
+def _trace(nodes: str, pods: str, variant: str | None = None) -> Trace:
+    trace = load_trace(Path(nodes), Path(pods))
+    return variants.build(trace, variant) if variant else trace
 
 
 def _arrivals(job: Job, trace: Trace) -> Arrivals:
@@ -110,7 +118,7 @@ def _arrivals(job: Job, trace: Trace) -> Arrivals:
 
 def run_job(job: Job, queue: Any = None) -> RunResult:
     """One policy x seed (also the worker of --jobs: everything it needs is in `job`)."""
-    trace = _trace(job.nodes, job.pods)
+    trace = _trace(job.nodes, job.pods, job.variant)
     arrivals = _arrivals(job, trace)
     progress = (lambda n: queue.put(n)) if queue is not None else None
     return engine.run(trace, arrivals, job.policy, progress=progress)
@@ -136,7 +144,7 @@ def execute(jobs: list[Job], n_jobs: int, show_progress: bool, total_events: int
         if n_jobs <= 1 or len(jobs) == 1:
             results = []
             for job in jobs:
-                trace = _trace(job.nodes, job.pods)
+                trace = _trace(job.nodes, job.pods, job.variant)
                 arrivals = _arrivals(job, trace)
                 results.append(
                     engine.run(trace, arrivals, job.policy, progress=lambda n: bar.advance(task, n))
@@ -160,12 +168,21 @@ def main(args: argparse.Namespace) -> int:
         raise CliError("--jobs must be >= 1")
     if not args.tune > 0:
         raise CliError("--tune must be > 0")
+    if args.variant is not None:
+        if args.replay is not None:
+            raise CliError(
+                "--variant makes a new pod list: it has no published arrival order (drop --replay)"
+            )
+        try:
+            variants.parse(args.variant)
+        except ValueError as exc:
+            raise CliError(f"--variant: {exc}") from None
     if args.replay is not None and not args.replay.is_dir():
         raise CliError(f"--replay: {args.replay} is not a folder")
     if any(p.startswith("extender") for p in policies):
         _check_extender()
     try:
-        trace = load_trace(args.nodes, args.pods)
+        trace = _trace(str(args.nodes), str(args.pods), args.variant)
         # check every replay file before spending minutes on the runs
         events = 0
         for seed in seeds:
@@ -174,14 +191,23 @@ def main(args: argparse.Namespace) -> int:
                 str(args.pods),
                 str(args.replay) if args.replay else None,
                 args.tune,
+                args.variant,
                 "",
                 seed,
             )
             events += len(_arrivals(job, trace).order)
-    except TraceError as exc:
+    except ValueError as exc:  # TraceError, or a variant the pod list cannot make
         raise CliError(str(exc)) from None
     jobs = [
-        Job(str(args.nodes), str(args.pods), str(args.replay) if args.replay else None, args.tune, p, s)
+        Job(
+            str(args.nodes),
+            str(args.pods),
+            str(args.replay) if args.replay else None,
+            args.tune,
+            args.variant,
+            p,
+            s,
+        )
         for p in policies
         for s in seeds
     ]
