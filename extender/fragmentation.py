@@ -316,6 +316,7 @@ class TypicalPodLearner:
         self._table: FragTable | None = None
         self._table_models = -1
         self._cache: FragCache | None = None
+        self._bound: tuple[tuple[int, int], FloatArray] | None = None
         self.generation = 0
 
     def observe(self, req: PodRequest) -> None:
@@ -355,6 +356,59 @@ class TypicalPodLearner:
         self.table(state)
         assert self._cache is not None
         return self._cache
+
+    def model_pressure(self, state: ClusterState) -> FloatArray:
+        """`model_pressure` of the pods seen so far on `state` now (0 while none is constrained)."""
+        self.typical  # noqa: B018 - rebuilds the typical set (and bumps the generation) when due
+        key = (self.generation, len(state.models))
+        if self._bound is None or self._bound[0] != key:
+            # every spec seen, not only the typical 95 %: constrained specs are many and each is rare
+            everything = TypicalPods.from_counts(self.counts, 100.0)
+            self._bound = (key, bound_demand(everything, state))
+        return pressure_from_demand(self._bound[1], state)
+
+
+def model_pressure(typical: TypicalPods, state: ClusterState) -> FloatArray:
+    """How much the typical pods that accept only some GPU models lean on each model's idle GPUs now, per
+    model id of `state`: with r = (share of the typical GPU demand bound to the model) / (share of the
+    cluster's idle GPU milli the model holds), pressure = r / (1 + r).
+
+    A constrained spec's demand is split evenly over the models it accepts; unconstrained pods bind nothing.
+    0 = no pod needs this model in particular (every model, when no typical pod is constrained); 1/2 = the
+    pods bound to it ask exactly its share of what is idle; towards 1 as they ask more. Idle, not total:
+    a model that others have left free needs less protecting, one that its own pods are filling needs more.
+    """
+    return pressure_from_demand(bound_demand(typical, state), state)
+
+
+def pressure_from_demand(demand: FloatArray, state: ClusterState) -> FloatArray:
+    """`model_pressure` from the per-model bound demand shares (`bound_demand`) and the idle GPUs now."""
+    n_models = len(state.models)
+    live = np.flatnonzero(state.alive[: state.n])
+    idle = np.bincount(state.model[live], weights=state.gpu_left[live].sum(axis=1), minlength=n_models)
+    if not demand.any() or idle.sum() <= 0:
+        return np.zeros(n_models, dtype=np.float64)
+    share = idle / idle.sum()
+    with np.errstate(divide="ignore", invalid="ignore"):
+        r = demand / share
+        return np.where(share > 0, r / (1.0 + r), np.where(demand > 0, 1.0, 0.0))  # type: ignore[no-any-return]
+
+
+def bound_demand(typical: TypicalPods, state: ClusterState) -> FloatArray:
+    """Per model id: the share of the typical GPU demand that only some models accept, split evenly over
+    the models each spec accepts."""
+    demand = np.zeros(len(state.models), dtype=np.float64)
+    total = 0.0
+    index = {m: i for i, m in enumerate(state.models)}
+    for (_, milli, num, models), w in zip(typical.specs, typical.weights, strict=True):
+        if milli <= 0:
+            continue
+        d = w * milli * num
+        total += d
+        ids = [index[m] for m in models.split("|") if m in index] if models else []
+        for i in ids:
+            demand[i] += d / len(ids)
+    return demand / total if total > 0 else demand
 
 
 def resource_scores(

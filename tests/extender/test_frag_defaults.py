@@ -93,3 +93,47 @@ def test_fragmentation_scores_stay_in_range(
     if len(rows):
         gpus_chosen = choose_gpus(state, int(rows[0]), req, ScoringConfig(), None, learner)
         assert len(gpus_chosen) == (req.gpu_count if req.wants_gpu else 0)
+
+
+def _models_state() -> ClusterState:
+    """3 nodes: two of model A (8 GPUs each), one of model B (4 GPUs, CPU-rich)."""
+    return ClusterState.from_nodes(
+        [NodeCapacity("a0", 64000, 256000, 8, "A"), NodeCapacity("a1", 64000, 256000, 8, "A"),
+         NodeCapacity("b0", 128000, 256000, 4, "B")]
+    )  # fmt: skip
+
+
+def test_model_pressure_by_hand() -> None:
+    state = _models_state()
+    # half the GPU demand accepts only B, which holds 4 of the 20 idle GPUs: r = 0.5 / 0.2 = 2.5
+    typical = fr.TypicalPods(((8000, 1000, 1, "B"), (8000, 1000, 1, "")), (0.5, 0.5))
+    p = fr.model_pressure(typical, state)
+    assert p[state.models.index("A")] == 0.0
+    assert abs(p[state.models.index("B")] - 2.5 / 3.5) < 1e-12
+    # B filled by its own pods: its share of the idle GPUs falls, the pressure rises
+    state.place(2, PodRequest(8000, 1024, 2, 1000), [0, 1])
+    assert fr.model_pressure(typical, state)[state.models.index("B")] > 2.5 / 3.5
+    state.place(2, PodRequest(8000, 1024, 2, 1000), [2, 3])
+    assert fr.model_pressure(typical, state)[state.models.index("B")] == 1.0  # none idle, still wanted
+    # nobody constrained: no pressure anywhere
+    assert not fr.model_pressure(fr.TypicalPods(((8000, 1000, 1, ""),), (1.0,)), state).any()
+    # a spec accepting both models splits its demand: A|B binds half of it to each
+    both = fr.TypicalPods(((8000, 1000, 1, "A|B"),), (1.0,))
+    assert (fr.bound_demand(both, _models_state()) == 0.5).all()
+
+
+def test_balance_leaves_gpus_that_constrained_pods_need() -> None:
+    """A CPU-heavy pod that could run anywhere: GPU-first balance prefers the CPU-rich B node, unless pods
+    that accept only B are being seen; then the node of the model nobody needs in particular wins."""
+    state = _models_state()
+    heavy = PodRequest(cpu_milli=32000, memory_mib=8192, gpu_count=1, gpu_milli=1000)
+    rows = np.array([0, 1, 2])
+    learner = fr.TypicalPodLearner()
+    learner.observe(heavy)
+    free = score_parts(state, rows, heavy, ScoringConfig(), None, learner)
+    assert free.balance[2] > free.balance[0]
+    for _ in range(3):
+        learner.observe(PodRequest(8000, 1024, 1, 1000, ("B",)))
+    bound = score_parts(state, rows, heavy, ScoringConfig(), None, learner)
+    assert bound.balance[2] < free.balance[2] and bound.balance[0] == free.balance[0]
+    assert bound.total[0] > bound.total[2]
