@@ -182,11 +182,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
     ap.add_argument("--plot", type=Path, default=ROOT / "docs" / "img" / "sim_default_alloc.png")
     args = ap.parse_args(argv)
-    if args.workloads == "all":
+    seeds = parse_seeds(args.seeds)
+    if args.workloads == "all":  # every workload of the folder that has a replay for the first seed
         if args.data is None:
             raise SystemExit("bench_sim: --workloads all needs --data")
         workloads = sorted(
-            p.stem.removeprefix("openb_pod_list_") for p in args.data.glob("openb_pod_list_*.csv")
+            p.stem.removeprefix("openb_pod_list_")
+            for p in args.data.glob("openb_pod_list_*.csv")
+            if (args.data / "replay" / f"{p.stem}_seed{seeds[0]}_arrivals.csv.gz").is_file()
         )
     else:
         workloads = [w for w in args.workloads.split(",") if w] or default_workloads(args.data)
@@ -196,7 +199,7 @@ def main(argv: list[str] | None = None) -> int:
         variants.parse(v)
     v_policies = [p for p in args.variant_policies.split(",") if p]
     tasks: list[tuple[Any, ...]] = [
-        (run_one, w, p, s, args.data) for w in workloads for p in policies for s in parse_seeds(args.seeds)
+        (run_one, w, p, s, args.data) for w in workloads for p in policies for s in seeds
     ]
     tasks += [
         (run_variant, v, p, s, args.data)

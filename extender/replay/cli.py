@@ -78,7 +78,7 @@ def register(sub: Any) -> None:
         "--replay",
         type=Path,
         default=None,
-        help=f"folder of published arrival/tie-break files (bundled: {datasets.BUNDLED / 'replay'}, seed 42)",
+        help="folder of published arrival/tie-break files; 'bundled': the default trace's seed 42",
     )
     p.add_argument(
         "--variant",
@@ -177,6 +177,8 @@ def main(args: argparse.Namespace) -> int:
             variants.parse(args.variant)
         except ValueError as exc:
             raise CliError(f"--variant: {exc}") from None
+    if args.replay is not None and str(args.replay) == "bundled" and not args.replay.is_dir():
+        args.replay = datasets.BUNDLED / "replay"
     if args.replay is not None and not args.replay.is_dir():
         raise CliError(f"--replay: {args.replay} is not a folder")
     if any(p.startswith("extender") for p in policies):

@@ -188,6 +188,10 @@ def test_parse_seeds() -> None:
     assert parse_seeds("42,45-46,42") == [42, 45, 46]
 
 
+def _files(tiny: tuple[Path, Path]) -> list[str]:
+    return ["--nodes", str(tiny[0]), "--pods", str(tiny[1])]
+
+
 def _write_replay(
     rdir: Path, arrivals: str, ties: str = "node_name,tiebreak_rank\nn0,0\nn1,1\nn2,2\n"
 ) -> None:
@@ -202,12 +206,10 @@ def test_replay_that_drops_pods_is_accepted(
     tiny: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """The study's tune-down removes random pods from the shuffled list: a valid published replay."""
-    nodes, pods = tiny
     _write_replay(tmp_path / "replay", "0,4,-1\n1,0,-1\n2,5,-1\n3,2,-1\n")  # pods 1 and 3 dropped
-    rc, out, _ = _sim(
-        capsys, "--nodes", str(nodes), "--pods", str(pods), "--policy", "bestfit,fgd,extender-binpack",
-        "--replay", str(tmp_path / "replay"), "--output", "json",
-    )  # fmt: skip
+    policies = "bestfit,fgd,extender-binpack"
+    replay = ["--replay", str(tmp_path / "replay"), "--output", "json"]
+    rc, out, _ = _sim(capsys, *_files(tiny), "--policy", policies, *replay)
     assert rc == 0
     runs = json.loads(out)["runs"]
     assert [r["policy"] for r in runs] == ["bestfit", "fgd", "extender-binpack"]
@@ -249,22 +251,11 @@ def test_bad_replay_row_is_one_line_naming_file_and_line(
     where: str,
     message: str,
 ) -> None:
-    nodes, pods = tiny
     if ties is None:
         _write_replay(tmp_path / "replay", arrivals)
     else:
         _write_replay(tmp_path / "replay", arrivals, ties)
-    rc, _, err = _sim(
-        capsys,
-        "--nodes",
-        str(nodes),
-        "--pods",
-        str(pods),
-        "--policy",
-        "bestfit",
-        "--replay",
-        str(tmp_path / "replay"),
-    )
+    rc, _, err = _sim(capsys, *_files(tiny), "--policy", "bestfit", "--replay", str(tmp_path / "replay"))
     assert rc == 2 and err.count("\n") == 1
     assert where in err and message in err, err
 
@@ -282,8 +273,7 @@ def test_every_documented_policy_is_accepted(
 
 
 def test_variant_flag(tiny: tuple[Path, Path], capsys: pytest.CaptureFixture[str]) -> None:
-    nodes, pods = tiny
-    base = ["--nodes", str(nodes), "--pods", str(pods), "--policy", "bestfit", "--output", "json"]
+    base = [*_files(tiny), "--policy", "bestfit", "--output", "json"]
     rc, out, _ = _sim(capsys, *base, "--variant", "multigpu60")
     assert rc == 0 and json.loads(out)["workload"] == "pods-multigpu60"
     rc, _, err = _sim(capsys, *base, "--variant", "gpuspecXX")
@@ -294,11 +284,7 @@ def test_variant_flag(tiny: tuple[Path, Path], capsys: pytest.CaptureFixture[str
 
 def test_bundled_trace_is_the_default(capsys: pytest.CaptureFixture[str]) -> None:
     """No --nodes / --pods: the default workload shipped with the package, and its seed-42 replay."""
-    from extender.replay import datasets
-
-    rc, out, _ = _sim(
-        capsys, "--policy", "bestfit", "--replay", str(datasets.BUNDLED / "replay"), "--output", "json"
-    )
+    rc, out, _ = _sim(capsys, "--policy", "bestfit", "--replay", "bundled", "--output", "json")
     assert rc == 0
     doc = json.loads(out)
     assert doc["workload"] == "openb_pod_list_default" and doc["gpus"] == 6212
