@@ -70,7 +70,7 @@ def run_variant(variant: str, policy: str, seed: int, override: Path | None) -> 
     _, base = _load("default", override)
     trace = variants.build(base, variant)
     res = engine.run(trace, generate(trace, seed), policy)
-    return {"workload": variant, "result": res}
+    return {"workload": trace.short_name, "result": res}  # default-<variant>: apart from the study's names
 
 
 def published(dirs: set[Path]) -> dict[tuple[str, str, int], float]:
@@ -221,9 +221,10 @@ def main(argv: list[str] | None = None) -> int:
             wr.writerow([w, r.policy, r.seed, r.curve.get(100), p_val, r.failed_pods, f"{r.seconds:.2f}"])
     table = published_table([r for r in rows if r["workload"] in workloads], workloads, policies, pub)
     if names:
-        v_rows = [r for r in rows if r["workload"] in names]
+        labels = [f"default-{v}" for v in names]
+        v_rows = [r for r in rows if r["workload"] in labels]
         table += "\n\nVariants of the default trace (arrivals by the study's method on our RNG):\n\n"
-        table += variant_table(v_rows, names, v_policies)
+        table += variant_table(v_rows, labels, v_policies)
     (args.out / "sim_table.md").write_text(table + "\n")
     print(table)
     default_runs = [row["result"] for row in rows if row["workload"] == "default"]
