@@ -316,7 +316,7 @@ class TypicalPodLearner:
         self._table: FragTable | None = None
         self._table_models = -1
         self._cache: FragCache | None = None
-        self._bound: tuple[tuple[int, int], FloatArray] | None = None
+        self._bound: tuple[tuple[int, ...], BoundDemand] | None = None
         self.generation = 0
 
     def observe(self, req: PodRequest) -> None:
@@ -357,58 +357,86 @@ class TypicalPodLearner:
         assert self._cache is not None
         return self._cache
 
-    def model_pressure(self, state: ClusterState) -> FloatArray:
-        """`model_pressure` of the pods seen so far on `state` now (0 while none is constrained)."""
-        self.typical  # noqa: B018 - rebuilds the typical set (and bumps the generation) when due
-        key = (self.generation, len(state.models))
+    def node_pressure(self, state: ClusterState, rows: IntArray) -> FloatArray:
+        """`node_pressure` of the pods seen so far (every spec, not only the typical 95 %: bound specs are
+        many and each is rare), aligned with `rows`; 0 while every pod seen fits every kind of node."""
+        key = (self.generation, state.n, int(state.alive[: state.n].sum()))
         if self._bound is None or self._bound[0] != key:
-            # every spec seen, not only the typical 95 %: constrained specs are many and each is rare
-            everything = TypicalPods.from_counts(self.counts, 100.0)
-            self._bound = (key, bound_demand(everything, state))
-        return pressure_from_demand(self._bound[1], state)
+            self._bound = (key, BoundDemand.of(TypicalPods.from_counts(self.counts, 100.0), state))
+        return self._bound[1].pressure(state, rows)
 
 
-def model_pressure(typical: TypicalPods, state: ClusterState) -> FloatArray:
-    """How much the typical pods that accept only some GPU models lean on each model's idle GPUs now, per
-    model id of `state`: with r = (share of the typical GPU demand bound to the model) / (share of the
-    cluster's idle GPU milli the model holds), pressure = r / (1 + r).
+@dataclass(frozen=True)
+class BoundDemand:
+    """The GPU demand that only some kinds of node can take, by kind of node.
 
-    A constrained spec's demand is split evenly over the models it accepts; unconstrained pods bind nothing.
-    0 = no pod needs this model in particular (every model, when no typical pod is constrained); 1/2 = the
-    pods bound to it ask exactly its share of what is idle; towards 1 as they ask more. Idle, not total:
-    a model that others have left free needs less protecting, one that its own pods are filling needs more.
+    A kind = nodes alike in GPU model, GPU count and CPU (what a typical-pod spec is checked against; the
+    measure ignores memory, as the study's does). A spec is *bound* when it fits an empty node
+    of some kinds but not of all (its model list, its GPU count or its CPU rule the others out: a T4-only pod,
+    an 8-GPU pod, an 8-GPU pod with 120 cores). Its demand share must be served by those kinds.
     """
-    return pressure_from_demand(bound_demand(typical, state), state)
+
+    kind: IntArray  # kind id per node row of the state (-1: no GPU)
+    fits: npt.NDArray[np.bool_]  # [bound spec, kind]
+    demand: FloatArray  # share of the GPU demand per bound spec
+
+    @classmethod
+    def of(cls, typical: TypicalPods, state: ClusterState) -> BoundDemand:
+        n = state.n
+        gpu_rows = np.flatnonzero(state.alive[:n] & (state.gpu_count[:n] > 0))
+        kind = np.full(n, -1, dtype=np.int64)
+        shape = np.stack([state.model[gpu_rows], state.gpu_count[gpu_rows], state.cpu_cap[gpu_rows]], axis=1)
+        uniq, inv = np.unique(shape, axis=0, return_inverse=True)
+        kind[gpu_rows] = inv.reshape(-1)
+        index = {m: i for i, m in enumerate(state.models)}
+        total = sum(w * s[1] * s[2] for s, w in zip(typical.specs, typical.weights, strict=True) if s[1] > 0)
+        fits: list[npt.NDArray[np.bool_]] = []
+        demand: list[float] = []
+        for (cpu, milli, num, models), w in zip(typical.specs, typical.weights, strict=True):
+            if milli <= 0 or total <= 0:
+                continue
+            ok = (uniq[:, 1] >= num) & (uniq[:, 2] >= cpu)
+            if models:
+                ok &= np.isin(uniq[:, 0], [index[m] for m in models.split("|") if m in index])
+            if ok.any() and not ok.all():
+                fits.append(ok)
+                demand.append(w * milli * num / total)
+        k = len(uniq)
+        mat = np.array(fits, dtype=np.bool_).reshape(len(fits), k)
+        return cls(kind=kind, fits=mat, demand=np.array(demand, dtype=np.float64))
+
+    def pressure(self, state: ClusterState, rows: IntArray) -> FloatArray:
+        """Per row: r / (1 + r), r = sum over the bound specs its kind can take of (their demand share) /
+        (the share of the cluster's idle GPU milli on the kinds they fit, now); 1 where they fit nowhere
+        idle. 0 = nothing needs this kind in particular; 1/2 = bound pods ask exactly the idle share they
+        have; towards 1 as they ask more."""
+        rows = np.asarray(rows, dtype=np.int64)
+        out = np.zeros(len(rows), dtype=np.float64)
+        if not len(self.demand) or not len(rows):
+            return out
+        n = len(self.kind)
+        gpu = np.flatnonzero(self.kind >= 0)
+        idle = np.bincount(
+            self.kind[gpu], weights=state.gpu_left[gpu].sum(axis=1), minlength=self.fits.shape[1]
+        ).astype(np.float64)
+        if idle.sum() <= 0:
+            return out
+        share = self.fits.astype(np.float64) @ (idle / idle.sum())  # idle share each bound spec can use
+        # what a bound spec asks of the kinds it fits beyond what it would ask of a node that anything fits:
+        # demand x (1 / share - 1), 0 for a spec that fits all idle capacity
+        with np.errstate(divide="ignore"):
+            per_spec = np.where(share > 0, self.demand * (1.0 / np.maximum(share, 1e-300) - 1.0), np.inf)
+        r = np.where(self.fits, per_spec[:, None], 0.0).sum(axis=0)  # per kind
+        p_kind = np.where(np.isfinite(r), r / (1.0 + np.where(np.isfinite(r), r, 0.0)), 1.0)
+        kinds = self.kind[rows[rows < n]]
+        out[rows < n] = np.where(kinds >= 0, p_kind[np.maximum(kinds, 0)], 0.0)
+        return out
 
 
-def pressure_from_demand(demand: FloatArray, state: ClusterState) -> FloatArray:
-    """`model_pressure` from the per-model bound demand shares (`bound_demand`) and the idle GPUs now."""
-    n_models = len(state.models)
-    live = np.flatnonzero(state.alive[: state.n])
-    idle = np.bincount(state.model[live], weights=state.gpu_left[live].sum(axis=1), minlength=n_models)
-    if not demand.any() or idle.sum() <= 0:
-        return np.zeros(n_models, dtype=np.float64)
-    share = idle / idle.sum()
-    with np.errstate(divide="ignore", invalid="ignore"):
-        r = demand / share
-        return np.where(share > 0, r / (1.0 + r), np.where(demand > 0, 1.0, 0.0))  # type: ignore[no-any-return]
-
-
-def bound_demand(typical: TypicalPods, state: ClusterState) -> FloatArray:
-    """Per model id: the share of the typical GPU demand that only some models accept, split evenly over
-    the models each spec accepts."""
-    demand = np.zeros(len(state.models), dtype=np.float64)
-    total = 0.0
-    index = {m: i for i, m in enumerate(state.models)}
-    for (_, milli, num, models), w in zip(typical.specs, typical.weights, strict=True):
-        if milli <= 0:
-            continue
-        d = w * milli * num
-        total += d
-        ids = [index[m] for m in models.split("|") if m in index] if models else []
-        for i in ids:
-            demand[i] += d / len(ids)
-    return demand / total if total > 0 else demand
+def node_pressure(typical: TypicalPods, state: ClusterState, rows: IntArray) -> FloatArray:
+    """How much the pods that only some kinds of node can take (`BoundDemand`) lean on the kind of each of
+    `rows`, 0..1: with r = their GPU demand share / the idle GPU share they can use, r / (1 + r)."""
+    return BoundDemand.of(typical, state).pressure(state, rows)
 
 
 def resource_scores(

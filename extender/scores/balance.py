@@ -52,14 +52,14 @@ def balance_scores(
     pressure: FloatArray | None = None,
 ) -> FloatArray:
     """0..100 per row, higher = better balanced after placing the pod (rule by resource policy, above).
-    `pressure` (per model id, 0..1) scales the `fragmentation` balance by 1 - pressure of the row's model."""
+    `pressure` (per row, 0..1) scales the `fragmentation` balance by 1 - pressure."""
     gpu = gpu_utilisation_after(state, rows, ask)
     cpu, has_cpu = _fraction(state.cpu_cap[rows], state.cpu_left[rows], ask.req.cpu_milli)
     mem, has_mem = _fraction(state.mem_cap[rows], state.mem_left[rows], ask.req.memory_mib)
     if policy == "fragmentation":
         balance = gpu_first_balance(gpu, cpu, mem, has_cpu, has_mem)
-        if pressure is not None and len(pressure):
-            balance = balance * (1.0 - pressure[state.model[rows]])
+        if pressure is not None:
+            balance = balance * (1.0 - pressure)
         return balance
     f = np.stack([gpu, cpu, mem])
     w = np.stack([np.ones(len(rows), dtype=np.bool_), has_cpu, has_mem]).astype(np.float64)
