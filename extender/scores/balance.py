@@ -19,12 +19,12 @@ The symmetric rule fights the fragmentation part (it spreads pods to even out ea
 the GPU-first rule composes with it at the default weights 0.40/0.35/0.25. In the Alibaba trace replay
 (docs/simulation.md) it adds 0.1 to 0.6 point over no balance at all, where the symmetric rule loses 0.1.
 
-GPU-first balance pulls CPU-heavy pods towards CPU-rich nodes. When some pods accept only certain GPU models,
-those nodes may be the ones such pods need (the trace's T4 nodes: 52 cores per GPU, asked for by a third of
-the constrained pods), and the pull hands their GPUs to pods that could run anywhere. So under
-`fragmentation` the balance of a node is scaled by 1 - pressure of its GPU model
-(`extender.fragmentation.model_pressure`: how much the learnt constrained pods lean on that model, 0..1):
-unchanged where no pod needs the model in particular, none where such pods ask for all of it.
+GPU-first balance pulls CPU-heavy pods towards CPU-rich nodes. Those may be the nodes that some pods cannot
+do without: the only model a pod accepts (the trace's T4 nodes: 52 cores per GPU, asked for by a third of
+the constrained pods), the only nodes with 8 GPUs, or with 120 cores. The pull hands their GPUs to pods
+that could run anywhere. So under `fragmentation` the balance of a node is scaled by 1 - the pressure on
+its kind of node (`extender.fragmentation.BoundDemand`: how much the pods seen that fit only some kinds
+lean on this one, 0..1): unchanged where nothing needs the kind in particular.
 """
 
 from __future__ import annotations

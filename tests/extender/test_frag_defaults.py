@@ -103,23 +103,26 @@ def _models_state() -> ClusterState:
     )  # fmt: skip
 
 
-def test_model_pressure_by_hand() -> None:
+def test_node_pressure_by_hand() -> None:
     state = _models_state()
-    # half the GPU demand accepts only B, which holds 4 of the 20 idle GPUs: r = 0.5 / 0.2 = 2.5
+    rows = np.array([0, 1, 2])
+    # half the GPU demand accepts only B, whose 4 GPUs are 1/5 of the idle ones: 0.5 x (5 - 1) = 2 -> 2/3
     typical = fr.TypicalPods(((8000, 1000, 1, "B"), (8000, 1000, 1, "")), (0.5, 0.5))
-    p = fr.model_pressure(typical, state)
-    assert p[state.models.index("A")] == 0.0
-    assert abs(p[state.models.index("B")] - 2.5 / 3.5) < 1e-12
-    # B filled by its own pods: its share of the idle GPUs falls, the pressure rises
+    p = fr.node_pressure(typical, state, rows)
+    assert p[0] == p[1] == 0.0 and abs(p[2] - 2 / 3) < 1e-12
+    # B filled by its own pods: its idle share falls, the pressure rises; none idle and still wanted: 1
     state.place(2, PodRequest(8000, 1024, 2, 1000), [0, 1])
-    assert fr.model_pressure(typical, state)[state.models.index("B")] > 2.5 / 3.5
+    assert fr.node_pressure(typical, state, rows)[2] > 2 / 3
     state.place(2, PodRequest(8000, 1024, 2, 1000), [2, 3])
-    assert fr.model_pressure(typical, state)[state.models.index("B")] == 1.0  # none idle, still wanted
-    # nobody constrained: no pressure anywhere
-    assert not fr.model_pressure(fr.TypicalPods(((8000, 1000, 1, ""),), (1.0,)), state).any()
-    # a spec accepting both models splits its demand: A|B binds half of it to each
-    both = fr.TypicalPods(((8000, 1000, 1, "A|B"),), (1.0,))
-    assert (fr.bound_demand(both, _models_state()) == 0.5).all()
+    assert fr.node_pressure(typical, state, rows)[2] == 1.0
+    # a spec that fits every kind of node binds nothing
+    assert not fr.node_pressure(fr.TypicalPods(((8000, 1000, 1, ""),), (1.0,)), state, rows).any()
+    # bound by CPU (only B has 100 cores) or by GPU count (only A has 8 GPUs), not only by model
+    fresh = _models_state()
+    by_cpu = fr.node_pressure(fr.TypicalPods(((100000, 1000, 1, ""),), (1.0,)), fresh, rows)
+    by_count = fr.node_pressure(fr.TypicalPods(((8000, 1000, 8, ""),), (1.0,)), fresh, rows)
+    assert by_cpu[2] > 0 and not by_cpu[:2].any()
+    assert by_count[0] > 0 and by_count[0] == by_count[1] and by_count[2] == 0
 
 
 def test_balance_leaves_gpus_that_constrained_pods_need() -> None:
