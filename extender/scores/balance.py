@@ -22,9 +22,9 @@ the GPU-first rule composes with it at the default weights 0.40/0.35/0.25. In th
 GPU-first balance pulls CPU-heavy pods towards CPU-rich nodes. Those may be the nodes that some pods cannot
 do without: the only model a pod accepts (the trace's T4 nodes: 52 cores per GPU, asked for by a third of
 the constrained pods), the only nodes with 8 GPUs, or with 120 cores. The pull hands their GPUs to pods
-that could run anywhere. So under `fragmentation` the balance of a node is scaled by 1 - the pressure on
-its kind of node (`extender.fragmentation.BoundDemand`: how much the pods seen that fit only some kinds
-lean on this one, 0..1): unchanged where nothing needs the kind in particular.
+that could run anywhere. So under `fragmentation` the balance of a node, for a pod that asks GPUs, is
+scaled by 1 - the pressure on its kind of node (`extender.fragmentation.BoundDemand`: how much the pods
+seen that fit only some kinds lean on this one, 0..1): unchanged where nothing needs the kind in particular.
 """
 
 from __future__ import annotations

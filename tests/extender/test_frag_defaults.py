@@ -140,3 +140,9 @@ def test_balance_leaves_gpus_that_constrained_pods_need() -> None:
     bound = score_parts(state, rows, heavy, ScoringConfig(), None, learner)
     assert bound.balance[2] < free.balance[2] and bound.balance[0] == free.balance[0]
     assert bound.total[0] > bound.total[2]
+    # a CPU-only pod takes no GPU from them: its balance is not scaled
+    cpu_only = PodRequest(cpu_milli=32000, memory_mib=8192)
+    assert np.array_equal(
+        score_parts(state, rows, cpu_only, ScoringConfig(), None, learner).balance,
+        balance_scores(state, rows, PodAsk(req=cpu_only), "fragmentation"),
+    )
