@@ -366,12 +366,17 @@ class TypicalPodLearner:
         return self._bound[1].pressure(state, rows)
 
 
+#: a spec counts as bound while the kinds of node it fits hold at most this share of the idle GPU milli
+BOUND_SHARE = 0.5
+
+
 @dataclass(frozen=True)
 class BoundDemand:
     """The GPU demand that only some kinds of node can take, by kind of node.
 
     A kind = nodes alike in GPU model, GPU count and CPU (what a typical-pod spec is checked against; the
-    measure ignores memory, as the study's does). A spec is *bound* when it fits an empty node
+    measure ignores memory, as the study's does). A spec is *bound* (`pressure`: while those kinds hold at
+    most BOUND_SHARE of the idle GPU milli) when it fits an empty node
     of some kinds but not of all (its model list, its GPU count or its CPU rule the others out: a T4-only pod,
     an 8-GPU pod, an 8-GPU pod with 120 cores). Its demand share must be served by those kinds.
     """
@@ -426,6 +431,9 @@ class BoundDemand:
         # demand x (1 / share - 1), 0 for a spec that fits all idle capacity
         with np.errstate(divide="ignore"):
             per_spec = np.where(share > 0, self.demand * (1.0 / np.maximum(share, 1e-300) - 1.0), np.inf)
+        # a spec that fits most of what is idle is not short of room: bound only while its kinds hold at most
+        # half of the idle GPU milli
+        per_spec = np.where(share <= BOUND_SHARE, per_spec, 0.0)
         r = np.where(self.fits, per_spec[:, None], 0.0).sum(axis=0)  # per kind
         p_kind = np.where(np.isfinite(r), r / (1.0 + np.where(np.isfinite(r), r, 0.0)), 1.0)
         kinds = self.kind[rows[rows < n]]

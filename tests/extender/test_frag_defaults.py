@@ -120,9 +120,13 @@ def test_node_pressure_by_hand() -> None:
     # bound by CPU (only B has 100 cores) or by GPU count (only A has 8 GPUs), not only by model
     fresh = _models_state()
     by_cpu = fr.node_pressure(fr.TypicalPods(((100000, 1000, 1, ""),), (1.0,)), fresh, rows)
-    by_count = fr.node_pressure(fr.TypicalPods(((8000, 1000, 8, ""),), (1.0,)), fresh, rows)
     assert by_cpu[2] > 0 and not by_cpu[:2].any()
-    assert by_count[0] > 0 and by_count[0] == by_count[1] and by_count[2] == 0
+    eight = fr.TypicalPods(((8000, 1000, 8, ""),), (1.0,))
+    assert not fr.node_pressure(eight, fresh, rows).any()  # A holds 16 of 20 idle GPUs: room enough
+    fresh.place(0, PodRequest(8000, 1024, 6, 1000), list(range(6)))
+    fresh.place(1, PodRequest(8000, 1024, 6, 1000), list(range(6)))
+    by_count = fr.node_pressure(eight, fresh, rows)  # now 4 of 8: half, bound
+    assert by_count[0] == by_count[1] == 0.5 and by_count[2] == 0
 
 
 def test_balance_leaves_gpus_that_constrained_pods_need() -> None:
