@@ -16,8 +16,8 @@ Its recipes, read off the published workloads (docs/simulation.md, "Workload var
 - `cpu<PPP>`: the GPU pods kept; CPU-only pods subsampled (or topped up with copies) to PPP / 10 % of all
   pods (the study's naming: cpu050 = 5 %, cpu250 = 25 %).
 
-`P` is a percentage, 0..100. The variant is a fixed function of (trace, recipe, `seed`): the arrival seeds of
-a replay shuffle and tune it as they do the trace itself.
+`P` is a percentage, 0..100 (`cpu`: tenths of a percent). The variant is a fixed function of (trace,
+recipe, `seed`): the arrival seeds of a replay shuffle and tune it as they do the trace itself.
 """
 
 from __future__ import annotations
