@@ -36,7 +36,7 @@ ROOT = Path(__file__).resolve().parents[1]
 SHARED_WORKLOADS = ("default", "multigpu20", "gpushare40", "gpuspec10")
 #: the study's workloads whose demand passes 130 % of capacity (the replay tunes them down)
 TUNE_DOWN_WORKLOADS = ("multigpu30", "multigpu40", "multigpu50")
-VARIANTS = ("multigpu50", "gpushare80", "gpushare100", "gpuspec33", "cpu050", "cpu250")
+VARIANTS = ("multigpu50", "gpushare80", "gpushare100", "gpuspec10", "gpuspec33", "cpu050", "cpu250")
 
 
 def data_dir(workload: str, override: Path | None, seed: int | None = None) -> Path:
