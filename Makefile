@@ -74,8 +74,11 @@ test: venv prometheus kubectl chromium
 bench: venv
 	$(PY) -m bench.run_all
 
+# STUDY=<checkout of the FGD study's repository> adds all its published workloads, the tune-down ones included
+# (bench/study_data.py; needs the go command for their exact arrival order)
 bench-sim: venv
-	$(PY) -m bench.bench_sim
+	$(if $(STUDY),$(PY) -m bench.study_data --study $(STUDY) --out bench/results/study-data)
+	$(PY) -m bench.bench_sim $(if $(STUDY),--data bench/results/study-data)
 
 # Console first paint at 1,000 nodes (server time, page size, Chromium's first contentful paint)
 bench-console: venv

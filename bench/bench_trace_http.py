@@ -42,8 +42,9 @@ from app.inprocess import free_port, serve_in_thread
 from app.main import create_app
 from app.settings import Settings
 from extender.component import ExtenderComponent
+from extender.replay import datasets
 
-DATA = Path("/work/shared/data/alibaba-gpu-v2023")
+DATA = datasets.find(datasets.NODES_CSV, datasets.pods_csv("default")) or datasets.BUNDLED
 REPLICAS = 10
 #: kube-scheduler's numFeasibleNodesToFind for 1,213 nodes: (50 - 1213 // 125) % = 41 % -> 497 nodes
 DEFAULT_CANDIDATES = 497

@@ -114,7 +114,11 @@ def score_parts(
         r = np.asarray(frag_policy.resource_scores(state, rows, ask.req, frag), dtype=np.float64)
     else:
         r = resource_scores(state, rows, ask, config.resource_policy)
-    b = balance_scores(state, rows, ask, config.resource_policy) if wb else np.full(len(rows), 50.0)
+    # only pods that take GPUs compete with the pods bound to a kind of node (a CPU-only pod's CPU is the
+    # GPU-first balance's own business)
+    bound = fragmentation and frag is not None and ask.wants_gpu
+    pressure = frag.node_pressure(state, rows) if bound and frag is not None else None
+    b = balance_scores(state, rows, ask, config.resource_policy, pressure) if wb else np.full(len(rows), 50.0)
     total = np.clip(wt * t + wr * r + wb * b, 0.0, 100.0)
     return ScoreParts(t, r, b, total)
 

@@ -327,6 +327,7 @@ class TypicalPodLearner:
         self._table_models = -1
         self._cache: FragCache | None = None
         self._keys: set[str] = set()
+        self._bound: tuple[tuple[int, ...], BoundDemand] | None = None
         self.generation = 0
 
     def observe_pod(self, key: str, req: PodRequest) -> bool:
@@ -377,6 +378,95 @@ class TypicalPodLearner:
         self.table(state)
         assert self._cache is not None
         return self._cache
+
+    def node_pressure(self, state: ClusterState, rows: IntArray) -> FloatArray:
+        """`node_pressure` of the pods seen so far (every spec, not only the typical 95 %: bound specs are
+        many and each is rare), aligned with `rows`; 0 while every pod seen fits every kind of node."""
+        key = (self.generation, state.n, int(state.alive[: state.n].sum()))
+        if self._bound is None or self._bound[0] != key:
+            self._bound = (key, BoundDemand.of(TypicalPods.from_counts(self.counts, 100.0), state))
+        return self._bound[1].pressure(state, rows)
+
+
+#: a spec counts as bound while the kinds of node it fits hold at most this share of the idle GPU milli
+BOUND_SHARE = 0.5
+
+
+@dataclass(frozen=True)
+class BoundDemand:
+    """The GPU demand that only some kinds of node can take, by kind of node.
+
+    A kind = nodes alike in GPU model, GPU count and CPU (what a typical-pod spec is checked against; the
+    measure ignores memory, as the study's does). A spec is *bound* (`pressure`: while those kinds hold at
+    most BOUND_SHARE of the idle GPU milli) when it fits an empty node
+    of some kinds but not of all (its model list, its GPU count or its CPU rule the others out: a T4-only pod,
+    an 8-GPU pod, an 8-GPU pod with 120 cores). Its demand share must be served by those kinds.
+    """
+
+    kind: IntArray  # kind id per node row of the state (-1: no GPU)
+    fits: npt.NDArray[np.bool_]  # [bound spec, kind]
+    demand: FloatArray  # share of the GPU demand per bound spec
+
+    @classmethod
+    def of(cls, typical: TypicalPods, state: ClusterState) -> BoundDemand:
+        n = state.n
+        gpu_rows = np.flatnonzero(state.alive[:n] & (state.gpu_count[:n] > 0))
+        kind = np.full(n, -1, dtype=np.int64)
+        shape = np.stack([state.model[gpu_rows], state.gpu_count[gpu_rows], state.cpu_cap[gpu_rows]], axis=1)
+        uniq, inv = np.unique(shape, axis=0, return_inverse=True)
+        kind[gpu_rows] = inv.reshape(-1)
+        index = {m: i for i, m in enumerate(state.models)}
+        total = sum(w * s[1] * s[2] for s, w in zip(typical.specs, typical.weights, strict=True) if s[1] > 0)
+        fits: list[npt.NDArray[np.bool_]] = []
+        demand: list[float] = []
+        for (cpu, milli, num, models), w in zip(typical.specs, typical.weights, strict=True):
+            if milli <= 0 or total <= 0:
+                continue
+            ok = (uniq[:, 1] >= num) & (uniq[:, 2] >= cpu)
+            if models:
+                ok &= np.isin(uniq[:, 0], [index[m] for m in models.split("|") if m in index])
+            if ok.any() and not ok.all():
+                fits.append(ok)
+                demand.append(w * milli * num / total)
+        k = len(uniq)
+        mat = np.array(fits, dtype=np.bool_).reshape(len(fits), k)
+        return cls(kind=kind, fits=mat, demand=np.array(demand, dtype=np.float64))
+
+    def pressure(self, state: ClusterState, rows: IntArray) -> FloatArray:
+        """Per row: r / (1 + r), r = sum over the bound specs its kind can take of (their demand share) /
+        (the share of the cluster's idle GPU milli on the kinds they fit, now); 1 where they fit nowhere
+        idle. 0 = nothing needs this kind in particular; 1/2 = bound pods ask exactly the idle share they
+        have; towards 1 as they ask more."""
+        rows = np.asarray(rows, dtype=np.int64)
+        out = np.zeros(len(rows), dtype=np.float64)
+        if not len(self.demand) or not len(rows):
+            return out
+        n = len(self.kind)
+        gpu = np.flatnonzero(self.kind >= 0)
+        idle = np.bincount(
+            self.kind[gpu], weights=state.gpu_left[gpu].sum(axis=1), minlength=self.fits.shape[1]
+        ).astype(np.float64)
+        if idle.sum() <= 0:
+            return out
+        share = self.fits.astype(np.float64) @ (idle / idle.sum())  # idle share each bound spec can use
+        # what a bound spec asks of the kinds it fits beyond what it would ask of a node that anything fits:
+        # demand x (1 / share - 1), 0 for a spec that fits all idle capacity
+        with np.errstate(divide="ignore"):
+            per_spec = np.where(share > 0, self.demand * (1.0 / np.maximum(share, 1e-300) - 1.0), np.inf)
+        # a spec that fits most of what is idle is not short of room: bound only while its kinds hold at most
+        # half of the idle GPU milli
+        per_spec = np.where(share <= BOUND_SHARE, per_spec, 0.0)
+        r = np.where(self.fits, per_spec[:, None], 0.0).sum(axis=0)  # per kind
+        p_kind = np.where(np.isfinite(r), r / (1.0 + np.where(np.isfinite(r), r, 0.0)), 1.0)
+        kinds = self.kind[rows[rows < n]]
+        out[rows < n] = np.where(kinds >= 0, p_kind[np.maximum(kinds, 0)], 0.0)
+        return out
+
+
+def node_pressure(typical: TypicalPods, state: ClusterState, rows: IntArray) -> FloatArray:
+    """How much the pods that only some kinds of node can take (`BoundDemand`) lean on the kind of each of
+    `rows`, 0..1: with r = their GPU demand share / the idle GPU share they can use, r / (1 + r)."""
+    return BoundDemand.of(typical, state).pressure(state, rows)
 
 
 def resource_scores(

@@ -79,52 +79,77 @@ def _read_gz_csv(path: Path, columns: tuple[str, ...]) -> list[dict[str, str]]:
                 if col not in header:
                     raise TraceError(f"{path}: missing column {col!r}")
             return list(reader)
-    except (OSError, EOFError, gzip.BadGzipFile) as exc:
+    except (OSError, EOFError, gzip.BadGzipFile, UnicodeDecodeError, csv.Error) as exc:
         raise TraceError(f"{path}: not a readable gzip CSV ({exc})") from None
 
 
-def load_replay(directory: Path, trace: Trace, seed: int, tune: float = 1.3) -> Arrivals:
-    """The published arrival order and tie-break ranks, checked against the pod and node lists."""
-    arr_path, tie_path = replay_paths(directory, trace.workload, seed)
-    rows = _read_gz_csv(arr_path, ("pos", "orig_index", "clone_no"))
-    n = len(trace.pods)
+def _cell(path: Path, line: int, row: dict[str, str], col: str) -> int:
+    raw = (row.get(col) or "").strip()
     try:
-        order = np.array([int(r["orig_index"]) for r in rows], dtype=np.int64)
-        clone = np.array([int(r["clone_no"]) for r in rows], dtype=np.int64)
-        pos = np.array([int(r["pos"]) for r in rows], dtype=np.int64)
-    except (TypeError, ValueError):
-        raise TraceError(f"{arr_path}: non-integer value") from None
-    if len(order) == 0 or not np.array_equal(pos, np.arange(len(pos))):
-        raise TraceError(f"{arr_path}: pos must run 0..{len(pos) - 1} in order")
-    if order.min() < 0 or order.max() >= n:
-        raise TraceError(
-            f"{arr_path} does not match the pod list: orig_index up to {order.max()}, "
-            f"but {trace.workload} has {n} pods"
-        )
-    originals = order[clone == -1]
-    if len(np.unique(originals)) != len(originals):
-        raise TraceError(f"{arr_path} does not match the pod list: an original pod arrives twice")
-    target = tune * trace.total_gpus * 1000
-    total = int(trace.gpu_milli_total()[order].sum())
-    if len(originals) < n and total > target:
-        raise TraceError(f"{arr_path} does not match the pod list: {n - len(originals)} pods missing")
-    if len(originals) < n and len(originals) == len(order):
-        raise TraceError(f"{arr_path} does not match the pod list: {n - len(originals)} pods missing")
+        return int(raw)
+    except ValueError:
+        raise TraceError(f"{path}:{line}: {col} is not an integer: {raw!r}") from None
+
+
+def _read_order(path: Path, n_pods: int, workload: str) -> IntArray:
+    """Arrival rows → pod indices. Pods may be missing (the study's tune-down drops pods above the target);
+    every index must exist, an original pod arrives at most once and each copy number is used once."""
+    rows = _read_gz_csv(path, ("pos", "orig_index", "clone_no"))
+    if not rows:
+        raise TraceError(f"{path}: no arrivals")
+    order = np.empty(len(rows), dtype=np.int64)
+    seen_orig: dict[int, int] = {}
+    seen_clone: dict[int, int] = {}
+    for e, row in enumerate(rows):
+        line = e + 2  # line 1 is the header
+        pos, idx, clone = (_cell(path, line, row, c) for c in ("pos", "orig_index", "clone_no"))
+        if pos != e:
+            raise TraceError(f"{path}:{line}: pos {pos}, expected {e} (pos must run 0, 1, 2, … in order)")
+        if not 0 <= idx < n_pods:
+            raise TraceError(
+                f"{path}:{line}: orig_index {idx} does not match the pod list ({workload} has {n_pods} pods)"
+            )
+        if clone < -1:
+            raise TraceError(f"{path}:{line}: clone_no {clone} (-1 = original, 0, 1, … = tuned copy)")
+        seen = seen_orig if clone == -1 else seen_clone
+        key = idx if clone == -1 else clone
+        if key in seen:
+            what = f"original pod {idx}" if clone == -1 else f"copy {clone}"
+            raise TraceError(f"{path}:{line}: {what} repeats line {seen[key]}")
+        seen[key] = line
+        order[e] = idx
+    return order
+
+
+def load_replay(directory: Path, trace: Trace, seed: int) -> Arrivals:
+    """The published arrival order and tie-break ranks, checked row by row against the pod and node lists.
+
+    The order may leave pods out: for workloads above the target the study removes random pods
+    (`tuneDownPods`); any other mismatch is a one-line error naming the file and line.
+    """
+    arr_path, tie_path = replay_paths(directory, trace.workload, seed)
+    order = _read_order(arr_path, len(trace.pods), trace.workload)
 
     ties = _read_gz_csv(tie_path, ("node_name", "tiebreak_rank"))
     index = {node.name: i for i, node in enumerate(trace.nodes)}
     rank = np.full(len(trace.nodes), -1, dtype=np.int64)
-    for r in ties:
-        i = index.get(r["node_name"])
+    seen_rank: dict[int, int] = {}
+    for e, r in enumerate(ties):
+        line = e + 2
+        name = (r.get("node_name") or "").strip()
+        i = index.get(name)
         if i is None:
-            raise TraceError(f"{tie_path} does not match the node list: unknown node {r['node_name']!r}")
-        try:
-            rank[i] = int(r["tiebreak_rank"])
-        except ValueError:
-            raise TraceError(f"{tie_path}: non-integer rank {r['tiebreak_rank']!r}") from None
+            raise TraceError(f"{tie_path}:{line}: unknown node {name!r}: does not match the node list")
+        value = _cell(tie_path, line, r, "tiebreak_rank")
+        if value < 0:
+            raise TraceError(f"{tie_path}:{line}: negative rank {value}")
+        if rank[i] >= 0:
+            raise TraceError(f"{tie_path}:{line}: node {name!r} is ranked twice")
+        if value in seen_rank:
+            raise TraceError(f"{tie_path}:{line}: rank {value} repeats line {seen_rank[value]}")
+        seen_rank[value] = line
+        rank[i] = value
     if (rank < 0).any():
         missing = trace.nodes[int(np.flatnonzero(rank < 0)[0])].name
         raise TraceError(f"{tie_path} does not match the node list: no rank for node {missing!r}")
-    if len(np.unique(rank)) != len(rank):
-        raise TraceError(f"{tie_path}: tie-break ranks are not distinct")
     return Arrivals(seed=seed, order=order, rank=rank, source="replay")

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from app.cli import CliError
-from extender.replay import engine, output
+from extender.replay import datasets, engine, output, variants
 from extender.replay.arrivals import Arrivals, generate, load_replay
 from extender.replay.engine import RunResult
 from extender.replay.policies import POLICIES
@@ -61,14 +61,31 @@ def parse_policies(text: str) -> list[str]:
 def register(sub: Any) -> None:
     p = sub.add_parser("simulate", help="replay a pod trace (Alibaba openb CSVs) through the scheduling core")
     p.add_argument(
-        "--nodes", required=True, type=Path, help="node CSV: sn, cpu_milli, memory_mib, gpu, model"
+        "--nodes",
+        type=Path,
+        default=datasets.BUNDLED / datasets.NODES_CSV,
+        help="node CSV: sn, cpu_milli, memory_mib, gpu, model (default: the bundled Alibaba GPU nodes)",
     )
     p.add_argument(
-        "--pods", required=True, type=Path, help="pod CSV: name, cpu_milli, memory_mib, num_gpu, …"
+        "--pods",
+        type=Path,
+        default=datasets.BUNDLED / datasets.pods_csv("default"),
+        help="pod CSV: name, cpu_milli, memory_mib, num_gpu, … (default: the bundled Alibaba default trace)",
     )
     p.add_argument("--policy", default="extender", help=f"comma list of {', '.join(POLICIES)}")
     p.add_argument("--seeds", default="42", help="42-51 or 42,43")
-    p.add_argument("--replay", type=Path, default=None, help="folder of published arrival/tie-break files")
+    p.add_argument(
+        "--replay",
+        type=Path,
+        default=None,
+        help="folder of published arrival/tie-break files; 'bundled': the default trace's seed 42",
+    )
+    p.add_argument(
+        "--variant",
+        default=None,
+        help="replay a variant of the pod list built by the study's recipes: multigpu50, gpushare80, "
+        "gpuspec33, cpu250 … (extender/replay/variants.py; arrivals from our RNG)",
+    )
     p.add_argument("--tune", type=float, default=1.3, help="inflate arrivals to this x GPU capacity")
     p.add_argument("--jobs", type=int, default=1, help="parallel processes")
     p.add_argument("--out", type=Path, default=None, help="folder for the curves CSV and the PNG plot")
@@ -82,24 +99,26 @@ class Job:
     pods: str
     replay: str | None
     tune: float
+    variant: str | None
     policy: str
     seed: int
 
 
 @functools.lru_cache(maxsize=4)
-def _trace(nodes: str, pods: str) -> Trace:
-    return load_trace(Path(nodes), Path(pods))
+def _trace(nodes: str, pods: str, variant: str | None = None) -> Trace:
+    trace = load_trace(Path(nodes), Path(pods))
+    return variants.build(trace, variant) if variant else trace
 
 
 def _arrivals(job: Job, trace: Trace) -> Arrivals:
     if job.replay:
-        return load_replay(Path(job.replay), trace, job.seed, job.tune)
+        return load_replay(Path(job.replay), trace, job.seed)
     return generate(trace, job.seed, job.tune)
 
 
 def run_job(job: Job, queue: Any = None) -> RunResult:
     """One policy x seed (also the worker of --jobs: everything it needs is in `job`)."""
-    trace = _trace(job.nodes, job.pods)
+    trace = _trace(job.nodes, job.pods, job.variant)
     arrivals = _arrivals(job, trace)
     progress = (lambda n: queue.put(n)) if queue is not None else None
     return engine.run(trace, arrivals, job.policy, progress=progress)
@@ -125,7 +144,7 @@ def execute(jobs: list[Job], n_jobs: int, show_progress: bool, total_events: int
         if n_jobs <= 1 or len(jobs) == 1:
             results = []
             for job in jobs:
-                trace = _trace(job.nodes, job.pods)
+                trace = _trace(job.nodes, job.pods, job.variant)
                 arrivals = _arrivals(job, trace)
                 results.append(
                     engine.run(trace, arrivals, job.policy, progress=lambda n: bar.advance(task, n))
@@ -149,12 +168,23 @@ def main(args: argparse.Namespace) -> int:
         raise CliError("--jobs must be >= 1")
     if not args.tune > 0:
         raise CliError("--tune must be > 0")
+    if args.variant is not None:
+        if args.replay is not None:
+            raise CliError(
+                "--variant makes a new pod list: it has no published arrival order (drop --replay)"
+            )
+        try:
+            variants.parse(args.variant)
+        except ValueError as exc:
+            raise CliError(f"--variant: {exc}") from None
+    if args.replay is not None and str(args.replay) == "bundled" and not args.replay.is_dir():
+        args.replay = datasets.BUNDLED / "replay"
     if args.replay is not None and not args.replay.is_dir():
         raise CliError(f"--replay: {args.replay} is not a folder")
-    if "extender" in policies:
+    if any(p.startswith("extender") for p in policies):
         _check_extender()
     try:
-        trace = load_trace(args.nodes, args.pods)
+        trace = _trace(str(args.nodes), str(args.pods), args.variant)
         # check every replay file before spending minutes on the runs
         events = 0
         for seed in seeds:
@@ -163,14 +193,23 @@ def main(args: argparse.Namespace) -> int:
                 str(args.pods),
                 str(args.replay) if args.replay else None,
                 args.tune,
+                args.variant,
                 "",
                 seed,
             )
             events += len(_arrivals(job, trace).order)
-    except TraceError as exc:
+    except ValueError as exc:  # TraceError, or a variant the pod list cannot make
         raise CliError(str(exc)) from None
     jobs = [
-        Job(str(args.nodes), str(args.pods), str(args.replay) if args.replay else None, args.tune, p, s)
+        Job(
+            str(args.nodes),
+            str(args.pods),
+            str(args.replay) if args.replay else None,
+            args.tune,
+            args.variant,
+            p,
+            s,
+        )
         for p in policies
         for s in seeds
     ]

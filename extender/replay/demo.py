@@ -1,22 +1,13 @@
-"""Demo act: a short trace replay (a slice of the Alibaba trace, or synthetic rows when the shared data is
-absent) through the published baselines and the extender core, printed as a table."""
+"""Demo act: a short trace replay (a slice of the bundled Alibaba trace) through the published baselines and
+the extender core, printed as a table."""
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
 from typing import Any
 
-from extender.arrays import NodeCapacity, PodRequest
-from extender.replay import engine
+from extender.replay import datasets, engine
 from extender.replay.arrivals import generate
 from extender.replay.trace import Trace, load_trace
-
-_DATA = (
-    os.environ.get("GPU_AUTOSCALER_TRACE_DIR", ""),
-    str(Path(__file__).resolve().parents[2] / "shared" / "data" / "alibaba-gpu-v2023"),
-    "/work/shared/data/alibaba-gpu-v2023",
-)
 
 
 def _slice(trace: Trace, nodes: int, pods: int) -> Trace:
@@ -26,25 +17,10 @@ def _slice(trace: Trace, nodes: int, pods: int) -> Trace:
     return Trace(trace.workload, ns, trace.pod_names[::step], trace.pods[::step])
 
 
-def _synthetic() -> Trace:
-    nodes = tuple(NodeCapacity(f"node-{i:02d}", 96000, 393216, 8, "G2") for i in range(12))
-    shapes = [
-        PodRequest(8000, 16384, 1, 1000),
-        PodRequest(4000, 8192, 1, 500),
-        PodRequest(6000, 8192, 1, 250),
-    ]
-    shapes += [PodRequest(32000, 65536, 4, 1000), PodRequest(2000, 4096, 0, 0)]
-    pods = tuple(shapes[i % len(shapes)] for i in range(120))
-    return Trace("synthetic", nodes, tuple(f"pod-{i:03d}" for i in range(len(pods))), pods)
-
-
 def demo_trace() -> Trace:
-    for cand in _DATA:
-        if cand and (Path(cand) / "openb_node_list_gpu_node.csv").is_file():
-            d = Path(cand)
-            full = load_trace(d / "openb_node_list_gpu_node.csv", d / "openb_pod_list_default.csv")
-            return _slice(full, 120, 1000)
-    return _synthetic()
+    pods = datasets.pods_csv("default")
+    d = datasets.find(datasets.NODES_CSV, pods) or datasets.BUNDLED
+    return _slice(load_trace(d / datasets.NODES_CSV, d / pods), 120, 1000)
 
 
 def act(run: Any) -> None:

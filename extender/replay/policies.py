@@ -7,6 +7,7 @@ with the lowest tie-break rank. Scores are vectorised over the feasible nodes.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any, Protocol
 
 import numpy as np
@@ -17,7 +18,10 @@ from extender.arrays import GPU_MILLI, ClusterState, IntArray, PodRequest
 MAX_SPEC_CPU = 128000.0
 MAX_SPEC_GPU = 8000.0
 BASELINES = ("random", "dotprod", "clustering", "packing", "bestfit", "fgd")
-POLICIES = (*BASELINES, "extender")
+#: `extender` runs the core with the service's settings; `extender-<resource policy>` overrides only the
+#: resource policy (`extender-binpack` = the default before issue 7)
+EXTENDER_VARIANTS = ("extender-binpack", "extender-spread", "extender-fragmentation")
+POLICIES = (*BASELINES, "extender", *EXTENDER_VARIANTS)
 #: the study's policy names in published/alloc_*.csv
 PUBLISHED_NAMES = {
     "random": "01-Random",
@@ -214,7 +218,13 @@ class ExtenderPolicy(_Base):
 
     name = "extender"
 
-    def __init__(self, state: ClusterState, rank: IntArray, config: Any | None = None) -> None:
+    def __init__(
+        self,
+        state: ClusterState,
+        rank: IntArray,
+        config: Any | None = None,
+        resource_policy: str | None = None,
+    ) -> None:
         super().__init__(state, rank)
         from extender import core
 
@@ -223,6 +233,8 @@ class ExtenderPolicy(_Base):
             from app.settings import load_settings
 
             config = core.ScoringConfig.from_settings(load_settings())
+        if resource_policy is not None:
+            config = dataclasses.replace(config, resource_policy=resource_policy)
         self.config = config
         self.learner = fr.TypicalPodLearner()
 
@@ -261,4 +273,6 @@ def make_policy(
         return FGDPolicy(state, rank, typical)
     if name == "extender":
         return ExtenderPolicy(state, rank, config)
+    if name in EXTENDER_VARIANTS:
+        return ExtenderPolicy(state, rank, config, resource_policy=name.removeprefix("extender-"))
     raise ValueError(f"unknown policy {name!r} (choose from {', '.join(POLICIES)})")

@@ -18,6 +18,13 @@ fragmentation policy asks for (CPU-only pods onto GPU-full nodes), so it is not 
 The symmetric rule fights the fragmentation part (it spreads pods to even out each node, which strands GPUs);
 the GPU-first rule composes with it at the default weights 0.40/0.35/0.25. In the Alibaba trace replay
 (docs/simulation.md) it adds 0.1 to 0.6 point over no balance at all, where the symmetric rule loses 0.1.
+
+GPU-first balance pulls CPU-heavy pods towards CPU-rich nodes. Those may be the nodes that some pods cannot
+do without: the only model a pod accepts (the trace's T4 nodes: 52 cores per GPU, asked for by a third of
+the constrained pods), the only nodes with 8 GPUs, or with 120 cores. The pull hands their GPUs to pods
+that could run anywhere. So under `fragmentation` the balance of a node, for a pod that asks GPUs, is
+scaled by 1 - the pressure on its kind of node (`extender.fragmentation.BoundDemand`: how much the pods
+seen that fit only some kinds lean on this one, 0..1): unchanged where nothing needs the kind in particular.
 """
 
 from __future__ import annotations
@@ -37,13 +44,23 @@ def _fraction(cap: np.ndarray, left: np.ndarray, ask: int) -> tuple[FloatArray, 
     return np.clip(frac, 0.0, 1.0), capf > 0
 
 
-def balance_scores(state: ClusterState, rows: IntArray, ask: PodAsk, policy: str = "binpack") -> FloatArray:
-    """0..100 per row, higher = better balanced after placing the pod (rule by resource policy, above)."""
+def balance_scores(
+    state: ClusterState,
+    rows: IntArray,
+    ask: PodAsk,
+    policy: str = "binpack",
+    pressure: FloatArray | None = None,
+) -> FloatArray:
+    """0..100 per row, higher = better balanced after placing the pod (rule by resource policy, above).
+    `pressure` (per row, 0..1) scales the `fragmentation` balance by 1 - pressure."""
     gpu = gpu_utilisation_after(state, rows, ask)
     cpu, has_cpu = _fraction(state.cpu_cap[rows], state.cpu_left[rows], ask.req.cpu_milli)
     mem, has_mem = _fraction(state.mem_cap[rows], state.mem_left[rows], ask.req.memory_mib)
     if policy == "fragmentation":
-        return gpu_first_balance(gpu, cpu, mem, has_cpu, has_mem)
+        balance = gpu_first_balance(gpu, cpu, mem, has_cpu, has_mem)
+        if pressure is not None:
+            balance = balance * (1.0 - pressure)
+        return balance
     f = np.stack([gpu, cpu, mem])
     w = np.stack([np.ones(len(rows), dtype=np.bool_), has_cpu, has_mem]).astype(np.float64)
     n = w.sum(axis=0)

@@ -93,3 +93,60 @@ def test_fragmentation_scores_stay_in_range(
     if len(rows):
         gpus_chosen = choose_gpus(state, int(rows[0]), req, ScoringConfig(), None, learner)
         assert len(gpus_chosen) == (req.gpu_count if req.wants_gpu else 0)
+
+
+def _models_state() -> ClusterState:
+    """3 nodes: two of model A (8 GPUs each), one of model B (4 GPUs, CPU-rich)."""
+    return ClusterState.from_nodes(
+        [NodeCapacity("a0", 64000, 256000, 8, "A"), NodeCapacity("a1", 64000, 256000, 8, "A"),
+         NodeCapacity("b0", 128000, 256000, 4, "B")]
+    )  # fmt: skip
+
+
+def test_node_pressure_by_hand() -> None:
+    state = _models_state()
+    rows = np.array([0, 1, 2])
+    # half the GPU demand accepts only B, whose 4 GPUs are 1/5 of the idle ones: 0.5 x (5 - 1) = 2 -> 2/3
+    typical = fr.TypicalPods(((8000, 1000, 1, "B"), (8000, 1000, 1, "")), (0.5, 0.5))
+    p = fr.node_pressure(typical, state, rows)
+    assert p[0] == p[1] == 0.0 and abs(p[2] - 2 / 3) < 1e-12
+    # B filled by its own pods: its idle share falls, the pressure rises; none idle and still wanted: 1
+    state.place(2, PodRequest(8000, 1024, 2, 1000), [0, 1])
+    assert fr.node_pressure(typical, state, rows)[2] > 2 / 3
+    state.place(2, PodRequest(8000, 1024, 2, 1000), [2, 3])
+    assert fr.node_pressure(typical, state, rows)[2] == 1.0
+    # a spec that fits every kind of node binds nothing
+    assert not fr.node_pressure(fr.TypicalPods(((8000, 1000, 1, ""),), (1.0,)), state, rows).any()
+    # bound by CPU (only B has 100 cores) or by GPU count (only A has 8 GPUs), not only by model
+    fresh = _models_state()
+    by_cpu = fr.node_pressure(fr.TypicalPods(((100000, 1000, 1, ""),), (1.0,)), fresh, rows)
+    assert by_cpu[2] > 0 and not by_cpu[:2].any()
+    eight = fr.TypicalPods(((8000, 1000, 8, ""),), (1.0,))
+    assert not fr.node_pressure(eight, fresh, rows).any()  # A holds 16 of 20 idle GPUs: room enough
+    fresh.place(0, PodRequest(8000, 1024, 6, 1000), list(range(6)))
+    fresh.place(1, PodRequest(8000, 1024, 6, 1000), list(range(6)))
+    by_count = fr.node_pressure(eight, fresh, rows)  # now 4 of 8: half, bound
+    assert by_count[0] == by_count[1] == 0.5 and by_count[2] == 0
+
+
+def test_balance_leaves_gpus_that_constrained_pods_need() -> None:
+    """A CPU-heavy pod that could run anywhere: GPU-first balance prefers the CPU-rich B node, unless pods
+    that accept only B are being seen; then the node of the model nobody needs in particular wins."""
+    state = _models_state()
+    heavy = PodRequest(cpu_milli=32000, memory_mib=8192, gpu_count=1, gpu_milli=1000)
+    rows = np.array([0, 1, 2])
+    learner = fr.TypicalPodLearner()
+    learner.observe(heavy)
+    free = score_parts(state, rows, heavy, ScoringConfig(), None, learner)
+    assert free.balance[2] > free.balance[0]
+    for _ in range(3):
+        learner.observe(PodRequest(8000, 1024, 1, 1000, ("B",)))
+    bound = score_parts(state, rows, heavy, ScoringConfig(), None, learner)
+    assert bound.balance[2] < free.balance[2] and bound.balance[0] == free.balance[0]
+    assert bound.total[0] > bound.total[2]
+    # a CPU-only pod takes no GPU from them: its balance is not scaled
+    cpu_only = PodRequest(cpu_milli=32000, memory_mib=8192)
+    assert np.array_equal(
+        score_parts(state, rows, cpu_only, ScoringConfig(), None, learner).balance,
+        balance_scores(state, rows, PodAsk(req=cpu_only), "fragmentation"),
+    )

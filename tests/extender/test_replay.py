@@ -143,3 +143,20 @@ def test_learner_converges_to_the_workload() -> None:
     oracle = fr.TypicalPods.from_requests(pods)
     assert learned.specs == oracle.specs
     assert np.allclose(learned.weights, oracle.weights)
+
+
+@pytest.mark.parametrize(
+    ("variant", "alloc_at_100", "failed"),
+    [(None, 95.09, 242), ("gpuspec33", 91.35, 241)],
+)
+def test_extender_policy_result_is_pinned_on_a_replay_slice(
+    variant: str | None, alloc_at_100: float, failed: int
+) -> None:
+    """The extender core's own result on the demo slice (122 nodes, 1,019 pods, seed 42; ~1 s): a change to
+    the scoring core that moves it must come with new numbers in docs/simulation.md."""
+    from extender.replay import variants
+    from extender.replay.demo import demo_trace
+
+    trace = demo_trace() if variant is None else variants.build(demo_trace(), variant)
+    result = engine.run(trace, generate(trace, 42), "extender")
+    assert (result.curve[100], result.failed_pods) == (alloc_at_100, failed)

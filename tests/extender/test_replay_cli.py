@@ -186,3 +186,106 @@ def test_published_replay_through_the_cli(capsys: pytest.CaptureFixture[str]) ->
 def test_parse_seeds() -> None:
     assert parse_seeds("42-44") == [42, 43, 44]
     assert parse_seeds("42,45-46,42") == [42, 45, 46]
+
+
+def _files(tiny: tuple[Path, Path]) -> list[str]:
+    return ["--nodes", str(tiny[0]), "--pods", str(tiny[1])]
+
+
+def _write_replay(
+    rdir: Path, arrivals: str, ties: str = "node_name,tiebreak_rank\nn0,0\nn1,1\nn2,2\n"
+) -> None:
+    rdir.mkdir(exist_ok=True)
+    with gzip.open(rdir / "pods_seed42_arrivals.csv.gz", "wt") as fh:
+        fh.write("pos,orig_index,clone_no\n" + arrivals)
+    with gzip.open(rdir / "pods_seed42_node_tiebreak.csv.gz", "wt") as fh:
+        fh.write(ties)
+
+
+def test_replay_that_drops_pods_is_accepted(
+    tiny: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The study's tune-down removes random pods from the shuffled list: a valid published replay."""
+    _write_replay(tmp_path / "replay", "0,4,-1\n1,0,-1\n2,5,-1\n3,2,-1\n")  # pods 1 and 3 dropped
+    policies = "bestfit,fgd,extender-binpack"
+    replay = ["--replay", str(tmp_path / "replay"), "--output", "json"]
+    rc, out, _ = _sim(capsys, *_files(tiny), "--policy", policies, *replay)
+    assert rc == 0
+    runs = json.loads(out)["runs"]
+    assert [r["policy"] for r in runs] == ["bestfit", "fgd", "extender-binpack"]
+    assert all(r["arrived_pods"] == 4 for r in runs)
+
+
+@pytest.mark.parametrize(
+    ("arrivals", "ties", "where", "message"),
+    [
+        ("0,0,-1\n1,0,-1\n", None, "arrivals.csv.gz:3:", "original pod 0 repeats line 2"),
+        ("0,0,-1\n1,6,-1\n", None, "arrivals.csv.gz:3:", "orig_index 6 does not match the pod list"),
+        ("0,0,-1\n1,-1,-1\n", None, "arrivals.csv.gz:3:", "orig_index -1"),
+        ("0,0,-1\n2,1,-1\n", None, "arrivals.csv.gz:3:", "pos 2, expected 1"),
+        ("0,0,-1\n1,x,-1\n", None, "arrivals.csv.gz:3:", "orig_index is not an integer"),
+        ("0,0,-1\n1,1,0\n2,2,0\n", None, "arrivals.csv.gz:4:", "copy 0 repeats line 3"),
+        ("0,0,-1\n1,1,-2\n", None, "arrivals.csv.gz:3:", "clone_no -2"),
+        (
+            "0,0,-1\n",
+            "node_name,tiebreak_rank\nn0,0\nnX,1\nn2,2\n",
+            "tiebreak.csv.gz:3:",
+            "unknown node 'nX'",
+        ),
+        (
+            "0,0,-1\n",
+            "node_name,tiebreak_rank\nn0,0\nn1,0\nn2,2\n",
+            "tiebreak.csv.gz:3:",
+            "rank 0 repeats line 2",
+        ),
+        ("0,0,-1\n", "node_name,tiebreak_rank\nn0,0\nn0,1\nn2,2\n", "tiebreak.csv.gz:3:", "ranked twice"),
+        ("0,0,-1\n", "node_name,tiebreak_rank\nn0,0\nn2,2\n", "tiebreak.csv.gz", "no rank for node 'n1'"),
+    ],
+)
+def test_bad_replay_row_is_one_line_naming_file_and_line(
+    tiny: tuple[Path, Path],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    arrivals: str,
+    ties: str | None,
+    where: str,
+    message: str,
+) -> None:
+    if ties is None:
+        _write_replay(tmp_path / "replay", arrivals)
+    else:
+        _write_replay(tmp_path / "replay", arrivals, ties)
+    rc, _, err = _sim(capsys, *_files(tiny), "--policy", "bestfit", "--replay", str(tmp_path / "replay"))
+    assert rc == 2 and err.count("\n") == 1
+    assert where in err and message in err, err
+
+
+def test_every_documented_policy_is_accepted(
+    tiny: tuple[Path, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    nodes, pods = tiny
+    names = "random,dotprod,clustering,packing,bestfit,fgd,extender,extender-binpack,extender-spread"
+    rc, out, _ = _sim(
+        capsys, "--nodes", str(nodes), "--pods", str(pods), "--policy", names, "--output", "json"
+    )
+    assert rc == 0
+    assert [r["policy"] for r in json.loads(out)["runs"]] == names.split(",")
+
+
+def test_variant_flag(tiny: tuple[Path, Path], capsys: pytest.CaptureFixture[str]) -> None:
+    base = [*_files(tiny), "--policy", "bestfit", "--output", "json"]
+    rc, out, _ = _sim(capsys, *base, "--variant", "multigpu60")
+    assert rc == 0 and json.loads(out)["workload"] == "pods-multigpu60"
+    rc, _, err = _sim(capsys, *base, "--variant", "gpuspecXX")
+    assert rc == 2 and "unknown variant 'gpuspecXX'" in err and err.count("\n") == 1
+    rc, _, err = _sim(capsys, *base, "--variant", "cpu500", "--replay", "/nonexistent-dir")
+    assert rc == 2 and "drop --replay" in err
+
+
+def test_bundled_trace_is_the_default(capsys: pytest.CaptureFixture[str]) -> None:
+    """No --nodes / --pods: the default workload shipped with the package, and its seed-42 replay."""
+    rc, out, _ = _sim(capsys, "--policy", "bestfit", "--replay", "bundled", "--output", "json")
+    assert rc == 0
+    doc = json.loads(out)
+    assert doc["workload"] == "openb_pod_list_default" and doc["gpus"] == 6212
+    assert doc["runs"][0]["alloc_pct_at"]["100"] == 92.94  # the study's published BestFit, seed 42

@@ -1,0 +1,3 @@
+module studyarrivals
+
+go 1.19
