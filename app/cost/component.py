@@ -164,6 +164,8 @@ class CostComponent:
         if self._client is not None:
             await self._client.aclose()
             self._client = None
+        for s in self._series.values():  # a stopped component exports nothing (one process, one set)
+            s.replace({})
 
     # -- one cycle -----------------------------------------------------------------------------------------
     async def cycle(self) -> dict[str, Any]:

@@ -123,11 +123,17 @@ class WasteComponent:
     def _on_leadership(self, leading: bool) -> None:
         """A replica that stops leading drops its waste series; one that starts scores at once."""
         if not leading:
-            for labels in self._exported:
-                WASTE_SCORE.remove(*labels)
-            self._exported = set()
+            self._drop_series()
         elif self._loop is not None:
             self._loop.trigger()
+
+    def _drop_series(self) -> None:
+        for labels in self._exported:
+            WASTE_SCORE.remove(*labels)
+        self._exported = set()
+        for labels in self._flag_exported:
+            WASTE_FLAGGED.remove(*labels)
+        self._flag_exported = set()
 
     async def stop(self) -> None:
         if self._loop is not None:
@@ -135,6 +141,7 @@ class WasteComponent:
             self._loop = None
         if isinstance(self.source, WasteCollector):
             await self.source.aclose()
+        self._drop_series()  # a stopped component exports nothing
 
     def _node_of(self, use: GpuUse) -> GpuUse:
         """The pod's node from the cluster view (authoritative) when the series lacks or disagrees on it."""

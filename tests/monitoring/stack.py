@@ -36,6 +36,7 @@ from typing import Any
 import httpx
 import yaml
 from fastapi.testclient import TestClient
+from prometheus_client import Gauge
 from prometheus_client.parser import text_string_to_metric_families
 
 from app.cluster.snapshot import SnapshotCluster
@@ -354,7 +355,20 @@ class Builder:
         self.server.start()
 
 
+def _forget_other_tests_series() -> None:
+    """The metrics registry is the process's: series earlier tests' components left behind (a component
+    never stopped) would be rendered and backfilled as this cluster's."""
+    from app.cost import component as cost_metrics
+    from app.waste import component as waste_metrics
+
+    for module in (cost_metrics, waste_metrics):
+        for value in vars(module).values():
+            if isinstance(value, Gauge):
+                value.clear()
+
+
 async def _fill(b: Builder, cluster: SnapshotCluster, t0: float, t_end: float, batch_end: float) -> Stack:
+    _forget_other_tests_series()
     b.backfill(dcgm(cluster, t0 - PRE_ROLL, t_end + STEP, batch_end))
     _traffic(Settings(cluster="demo"))
     settings = Settings(cluster="demo", prometheus_url=b.server.url)
