@@ -75,8 +75,14 @@ class AssumeCache:
         return entry
 
     def pop_expired(self) -> list[Assumed]:
+        """Entries whose TTL ran out. Every entry gets the same TTL when added (re-adding moves it to the
+        end), so the dict's insertion order is expiry order: stop at the first one still alive."""
         now = self.clock()
-        gone = [e for e in self._entries.values() if e.expires <= now]
+        gone = []
+        for e in self._entries.values():
+            if e.expires > now:
+                break
+            gone.append(e)
         for e in gone:
             self.pop(e.key)
         return gone

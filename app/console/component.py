@@ -95,7 +95,8 @@ class ConsoleComponent:
         if self._warmer is not None:
             await self._warmer.stop()
             self._warmer = None
-        self.money.wait(timeout=5)
+        # a cost pass in flight finishes in its own thread; never hold the event loop (and SIGTERM) for it
+        await asyncio.to_thread(self.money.wait, 1.0)
 
     async def _warm(self) -> None:
         # cost and savings walk every pod per node (seconds at 1,000 nodes): only while someone looks
