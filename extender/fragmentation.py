@@ -261,13 +261,23 @@ def fgd_int_scores(delta: FloatArray) -> FloatArray:
 
 
 # -- per-node F cache ------------------------------------------------------------------------------
+#: distinct whole-GPU pod shapes whose per-node ΔF the cache keeps (then it starts over)
+MAX_CACHED_SHAPES = 256
+
+
 @dataclass
 class FragCache:
-    """F of every node of a state under one table, refreshed per node when `state.version` moves."""
+    """F of every node of a state under one table, refreshed per node when `state.version` moves; and, per
+    whole-GPU pod shape (CPU, GPU count), the ΔF of placing it on each node, refreshed the same way.
+
+    Why the second: a scheduling request scores hundreds of nodes, but between two pods only the node the
+    last one went to changed. Each node's F and ΔF depend on that node's row alone, so a cached value is
+    exactly what a fresh computation gives (the trace replay's published baselines stay bit-for-bit)."""
 
     table: FragTable
     values: FloatArray = field(default_factory=lambda: np.zeros(0))
     versions: IntArray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    deltas: dict[tuple[int, int], tuple[FloatArray, IntArray]] = field(default_factory=dict)
 
     def get(self, state: ClusterState, rows: IntArray) -> FloatArray:
         n = state.n
@@ -284,7 +294,24 @@ class FragCache:
 
     def candidates(self, state: ClusterState, rows: IntArray, req: PodRequest) -> Candidates:
         """ΔF of every placement of `req` on `rows`, F before taken from this cache."""
-        return frag_candidates(state, rows, req, self.table, self.get(state, rows))
+        if req.is_shared or not req.wants_gpu:  # one candidate per distinct GPU: not cached
+            return frag_candidates(state, rows, req, self.table, self.get(state, rows))
+        n = state.n
+        key = (req.cpu_milli, req.gpu_count)
+        hit = self.deltas.get(key)
+        if hit is None or len(hit[0]) != n:
+            if len(self.deltas) >= MAX_CACHED_SHAPES:
+                self.deltas.clear()
+            hit = (np.zeros(n), np.full(n, -1, dtype=np.int64))
+            self.deltas[key] = hit
+        delta, versions = hit
+        stale = rows[versions[rows] != state.version[rows]]
+        if len(stale):
+            fresh = frag_candidates(state, stale, req, self.table, self.get(state, stale))
+            delta[stale] = fresh.delta
+            versions[stale] = state.version[stale]
+        k = len(rows)
+        return Candidates(rows, np.arange(k, dtype=np.int64), np.full(k, -1, dtype=np.int64), delta[rows])
 
 
 # -- online learner and the extender's policy ---------------------------------------------------------
