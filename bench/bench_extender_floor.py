@@ -49,23 +49,32 @@ def cluster(n_nodes: int, n_pods: int, seed: int = 3) -> list[dict[str, Any]]:
     return [*nodes, *pods]
 
 
-def measure(base: str, bodies: list[bytes], rounds: int) -> list[float]:
-    """ms for filter + prioritize (prioritize gets the names filter passed), per pod."""
-    out = []
+def pair(client: httpx.Client, body: bytes) -> float:
+    """ms for filter + prioritize of one pod (prioritize gets the names filter passed), as kube-scheduler
+    calls them; building the second body is the client's work and is not counted."""
     headers = {"Content-Type": "application/json"}
+    t0 = time.perf_counter()
+    filt = client.post("/filter", content=body, headers=headers).json()
+    t1 = time.perf_counter()
+    req = json.loads(body)
+    req["NodeNames"] = filt["NodeNames"]
+    prio_body = json.dumps(req).encode()
+    t2 = time.perf_counter()
+    client.post("/prioritize", content=prio_body, headers=headers)
+    return (t1 - t0 + time.perf_counter() - t2) * 1000
+
+
+def measure(base: str, floor_bodies: list[bytes], gpu_bodies: list[bytes]) -> tuple[list[float], list[float]]:
+    """Floor and GPU pairs alternate, so drifting machine load hits both alike."""
+    floor, gpu = [], []
     with httpx.Client(base_url=base, timeout=30) as client:
-        for i in range(rounds):
-            body = bodies[i % len(bodies)]
-            t0 = time.perf_counter()
-            filt = client.post("/filter", content=body, headers=headers).json()
-            req = json.loads(body)
-            req["NodeNames"] = filt["NodeNames"]
-            prio_body = json.dumps(req).encode()
-            t1 = time.perf_counter()  # building the second body is the client's work, not the server's
-            client.post("/prioritize", content=prio_body, headers=headers)
-            t2 = time.perf_counter()
-            out.append((t1 - t0 + t2 - t1) * 1000)
-    return out
+        for i in range(20):  # warm-up: connections, first-call imports, the first parse of each shape
+            pair(client, floor_bodies[i % len(floor_bodies)])
+            pair(client, gpu_bodies[-1 - i])
+        for f, g in zip(floor_bodies, gpu_bodies, strict=True):
+            floor.append(pair(client, f))
+            gpu.append(pair(client, g))
+    return floor, gpu
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -90,10 +99,7 @@ def main(argv: list[str] | None = None) -> int:
         gpu_bodies.append(json.dumps({"Pod": gpu, "NodeNames": sample}).encode())
         floor_bodies.append(json.dumps({"Pod": cpu, "NodeNames": sample}).encode())
     with serve(objs) as svc:
-        measure(svc.url, floor_bodies[:20], 20)  # warm-up: connections, first-call imports
-        measure(svc.url, gpu_bodies[-20:], 20)
-        floor = measure(svc.url, floor_bodies, args.requests)
-        gpu = measure(svc.url, gpu_bodies, args.requests)
+        floor, gpu = measure(svc.url, floor_bodies, gpu_bodies)
     row = {
         "nodes": args.nodes,
         "running_pods": args.pods,
