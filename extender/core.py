@@ -136,10 +136,17 @@ def score_nodes(
     return score_parts(state, rows, req, config, topo, frag).total
 
 
-def best_index(state: ClusterState, rows: IntArray, totals: np.ndarray) -> int:
+def best_index(
+    state: ClusterState, rows: IntArray, totals: np.ndarray, topo: TopologyIndex | None = None
+) -> int:
     """The node the extender picks among `rows` (aligned with `totals`): the highest total; among equal
     totals the node with the most GPU capacity already in use (packing: an empty node stays whole for a
-    bigger pod even when the learnt workload says nothing about bigger pods), then input order.
+    bigger pod even when the learnt workload says nothing about bigger pods); then the node whose free GPUs
+    are worth least to multi-GPU pods (a 1-GPU pod takes a PCIe GPU, the NVSwitch node stays whole for the
+    pair or quad that needs it; nodes without known topology count as worth nothing); then the lowest row.
+
+    Every step is the service's own: kube-scheduler sends NodeNames in no fixed order, and a pick that
+    followed that order would land the same pod on different nodes from run to run.
 
     The trace replay breaks ties with the study's node ranks instead, as kube-scheduler's own tie-break
     did there; this rule is for the live extender, whose ties kube-scheduler must not break."""
@@ -152,7 +159,17 @@ def best_index(state: ClusterState, rows: IntArray, totals: np.ndarray) -> int:
     r = np.asarray(rows, dtype=np.int64)[top]
     cap = np.maximum(state.gpu_count[r], 1) * GPU_MILLI
     used = 1.0 - state.gpu_left[r].sum(axis=1) / cap
-    return int(top[int(np.argmax(used))])
+    keep = used >= used.max() - 1e-9
+    top, r = top[keep], r[keep]
+    if len(top) > 1 and topo is not None:
+        masks = free_masks(state, r)
+        worth = np.zeros(len(r))
+        for i, (row, mask) in enumerate(zip(r.tolist(), masks.tolist(), strict=True)):
+            shape = topo.shape(row)
+            worth[i] = shape.free_potential(mask & ((1 << shape.n) - 1)) if shape is not None else 0.0
+        keep = worth <= worth.min() + 1e-9
+        top, r = top[keep], r[keep]
+    return int(top[int(np.argmin(r))])
 
 
 def decisive_scores(scores: np.ndarray, best: int | None = None) -> IntArray:

@@ -158,7 +158,7 @@ class ExtenderService:
             outcome = filter_nodes(ad.state, req.rows, ask, ad.topo)
             feasible = outcome.passed
             parts = score_parts(ad.state, feasible, ask, self.config, ad.topo, self.frag)
-            best = best_index(ad.state, feasible, parts.total) if len(feasible) else None
+            best = best_index(ad.state, feasible, parts.total, ad.topo) if len(feasible) else None
             ints = decisive_scores(parts.total, best)
             per_row = np.zeros(ad.state.n, dtype=np.int64)  # 0 for every row that is not feasible
             per_row[feasible] = ints

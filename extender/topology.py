@@ -86,6 +86,7 @@ class TopologyShape:
     best: IntArray = field(default_factory=lambda: np.zeros((0, 0), dtype=np.int64))  # [2^n, n+1]
     quality: FloatArray = field(default_factory=lambda: np.zeros(0))  # q(S) per mask
     nvl_max: IntArray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))  # [2^n]
+    potential: FloatArray = field(default_factory=lambda: np.zeros(0))  # [2^n]: worth to multi-GPU pods
     exact: bool = True
     _memo: dict[tuple[int, int], tuple[float, int]] = field(default_factory=dict)
 
@@ -168,6 +169,7 @@ class TopologyShape:
                 s = (s - 1) & f
         score[:, 1] = np.where(np.isnan(score[:, 1]), np.nan, NEUTRAL)
         self.score, self.best, self.quality, self.nvl_max = score, best, quality, nvl_max
+        self.potential = potential
 
     # -- lookups (greedy fallback above TABLE_MAX_GPUS) ------------------------------------------------
     def lookup(self, free_mask: int, k: int) -> tuple[float, int]:
@@ -197,6 +199,13 @@ class TopologyShape:
             if val > best_val:
                 best_val, best_mask = val, mask
         return best_val, best_mask
+
+    def free_potential(self, free_mask: int) -> float:
+        """What the free GPUs are worth to multi-GPU pods (sum over sizes of the best set's quality)."""
+        if self.exact:
+            return float(self.potential[free_mask])
+        free = [i for i in range(self.n) if free_mask >> i & 1]
+        return sum(self.lookup(free_mask, k)[0] for k in range(2, len(free) + 1))
 
     def largest_nvlink(self, free_mask: int) -> int:
         if self.exact:

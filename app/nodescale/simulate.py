@@ -136,7 +136,8 @@ class Sim:
         if not len(passed):
             return Fit(None, reasons)
         parts = score_parts(st, passed, ask, self.config, self.adapter.topo, self.frag)
-        best = int(passed[best_index(st, passed, parts.total)])  # the node the extender would pick
+        # the node the extender would pick
+        best = int(passed[best_index(st, passed, parts.total, self.adapter.topo)])
         return Fit(st.names[best], {})
 
     # -- placing ---------------------------------------------------------------------------------------

@@ -20,6 +20,11 @@ from extender.component import ExtenderComponent
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "extender"
 
 NV18_8 = [["X" if i == j else "NV18" for j in range(8)] for i in range(8)]
+#: 8 GPUs behind PCIe switches on two sockets (PIX pairs, PXB quads, SYS across)
+PCIE_8 = [
+    ["X" if i == j else "SYS" if i // 4 != j // 4 else "PIX" if i // 2 == j // 2 else "PXB" for j in range(8)]
+    for i in range(8)
+]
 L40S_4 = [
     ["X", "NODE", "SYS", "SYS"],
     ["NODE", "X", "SYS", "SYS"],

@@ -20,7 +20,7 @@ from extender.core import (
 from extender.inventory import PodAsk
 from extender.kube_arrays import GpuClusterState
 from extender.topology import NEUTRAL, TopologyIndex, TopologyShape, link_score
-from tests.extender.conftest import BRIDGED_4, L40S_4, NV18_8
+from tests.extender.conftest import BRIDGED_4, L40S_4, NV18_8, PCIE_8
 
 ONE = PodRequest(cpu_milli=1000, memory_mib=1024, gpu_count=1, gpu_milli=1000)
 TWO = PodRequest(cpu_milli=1000, memory_mib=1024, gpu_count=2, gpu_milli=1000)
@@ -220,4 +220,15 @@ def test_best_index_breaks_ties_toward_the_fullest_node() -> None:
     rows = np.arange(3)
     assert best_index(st, rows, np.array([70.0, 70.0, 70.0])) == 2  # equal totals: the busiest node
     assert best_index(st, rows, np.array([70.0, 70.5, 70.0])) == 1  # a higher total wins outright
-    assert best_index(st, rows[:2], np.array([70.0, 70.0])) == 0  # equally full: input order
+    assert best_index(st, rows[:2], np.array([70.0, 70.0])) == 0  # equally full: the lowest row
+    assert best_index(st, rows[1::-1], np.array([70.0, 70.0])) == 1  # ... whatever order they came in
+
+
+def test_best_index_keeps_the_better_linked_node_whole() -> None:
+    st, topo = build((8, NV18_8), (8, PCIE_8), (8, NV18_8))
+    rows = np.arange(3)
+    # a 1-GPU pod's equal totals on empty nodes: the PCIe node takes it, in any input order
+    assert best_index(st, rows, np.full(3, 60.0), topo) == 1
+    assert best_index(st, rows[::-1], np.full(3, 60.0), topo) == 1
+    st.place(0, TWO, [0, 1])
+    assert best_index(st, rows, np.full(3, 60.0), topo) == 0  # fuller still comes first

@@ -149,7 +149,7 @@ def _write_cluster(folder: Path, nodes: Sequence[dict[str, Any]], pods: Sequence
     (folder / "pod").mkdir(parents=True)
     for node in nodes:
         (folder / "node" / f"{node['metadata']['name']}.yaml").write_text(yaml.safe_dump(node))
-    for i, pod in enumerate(pods):  # simon schedules in file-name order when shufflePod is false
+    for i, pod in enumerate(pods):  # simon schedules in pod-name order when shufflePod is false (measured)
         (folder / "pod" / f"{i:05d}-{pod['metadata']['name']}.yaml").write_text(yaml.safe_dump(pod))
 
 

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from tests.extender.conftest import L40S_4, make_node
+from tests.extender.conftest import L40S_4, PCIE_8, make_node
 from tests.integration.kube_scheduler_sim import (
     gpu_pod,
     renamed,
@@ -27,12 +27,6 @@ from tests.integration.kube_scheduler_sim import (
 pytestmark = [
     pytest.mark.integration,
     pytest.mark.skipif(simon_binary() is None, reason="../shared/tools/kube-scheduler-sim/simon.xz not here"),
-]
-
-#: 8 GPUs behind PCIe switches on two sockets (PIX pairs, PXB quads, SYS across)
-PCIE_8 = [
-    ["X" if i == j else "SYS" if i // 4 != j // 4 else "PIX" if i // 2 == j // 2 else "PXB" for j in range(8)]
-    for i in range(8)
 ]
 
 
@@ -122,15 +116,24 @@ def test_pair_gets_nvlink_and_product_constraint_holds(cache_mode: bool) -> None
             "l4-0", gpus=4, product="NVIDIA L4", memory_mib=23034, links=L40S_4, cpu="48", memory="192Gi"
         ),
     ]
-    pods = [
-        gpu_pod("pair-0", 2),
-        gpu_pod("l4-only-0", 1, annotations={"gpu-autoscaler.io/gpu-product": "L4"}),
-        gpu_pod("big-mem-0", 1, annotations={"gpu-autoscaler.io/gpu-memory": "40Gi"}),
+    pods = [  # simon schedules in name order
+        gpu_pod("a-pair-0", 2),
+        gpu_pod("b-l4-only-0", 1, annotations={"gpu-autoscaler.io/gpu-product": "L4"}),
+        gpu_pod("c-big-mem-0", 1, annotations={"gpu-autoscaler.io/gpu-memory": "40Gi"}),
     ]
     placed, _ = schedule(nodes, pods, cache_mode)
-    assert placed["pair-0"] == "nvl-0"
-    assert placed["l4-only-0"] == "l4-0"
-    assert placed["big-mem-0"] in {"nvl-0", "pcie-0"}
+    assert placed["a-pair-0"] == "nvl-0"
+    assert placed["b-l4-only-0"] == "l4-0"
+    assert placed["c-big-mem-0"] == "nvl-0"  # packs next to the pair
+
+
+@pytest.mark.parametrize("cache_mode", MODES)
+def test_single_gpu_pod_spares_the_nvswitch_node_and_the_pair_follows(cache_mode: bool) -> None:
+    """Equal totals on two empty H100 nodes: the 1-GPU pod takes a PCIe GPU, every run (kube-scheduler's
+    node order must not decide), and the pair then packs next to it on a PIX pair."""
+    nodes = [make_node("pcie-0", product="NVIDIA H100 PCIe", links=PCIE_8), make_node("nvl-0")]
+    placed, _ = schedule(nodes, [gpu_pod("a-one-0", 1), gpu_pod("b-pair-0", 2)], cache_mode)
+    assert placed == {"a-one-0": "pcie-0", "b-pair-0": "pcie-0"}
 
 
 def test_kube_scheduler_places_as_many_with_the_extender_as_without() -> None:
