@@ -67,7 +67,7 @@ class ExtenderService:
         if args.NodeNames is not None:
             rows, known, unknown = ad.rows_for(args.NodeNames)
             return _Request(
-                ask, list(args.NodeNames), None, rows, known, dict.fromkeys(unknown, UNKNOWN_NODE), True
+                ask, list(args.NodeNames), None, rows, known, {n: ad.unknown_reason(n) for n in unknown}, True
             )
         items = args.Nodes.items if args.Nodes is not None else []
         row_list, names, bad = ad.ensure_nodes(items)

@@ -13,6 +13,7 @@ from typing import Any
 from fastapi import APIRouter
 from prometheus_client import Counter, Histogram
 
+from app.bad_objects import BAD
 from app.context import AppContext
 from app.metrics import REGISTRY
 from app.settings import Settings
@@ -90,7 +91,11 @@ class WebhookComponent:
         cluster = self._ctx.cluster
         gen, cached = self._offers
         if gen != cluster.generation:
-            cached = offered_profiles(cluster.list("Node"))
+            nodes = cluster.list("Node")
+            try:
+                cached = offered_profiles(nodes)
+            except Exception:  # one malformed Node: read the others, report it
+                cached = _offers_skipping_bad(nodes)
             self._offers = (cluster.generation, cached)
         return cached
 
@@ -148,3 +153,17 @@ class WebhookComponent:
             "response": response.model_dump(exclude_none=True),
         }
         return 200, out
+
+
+def _offers_skipping_bad(nodes: list[dict[str, Any]]) -> dict[str, frozenset[str]]:
+    """`offered_profiles` node by node, leaving out (and reporting) the nodes it cannot read."""
+    merged: dict[str, set[str]] = {}
+    for node in nodes:
+        try:
+            one = offered_profiles([node])
+        except Exception as exc:
+            BAD.report_exception("Node", node, exc, source="webhook")
+            continue
+        for product, profiles in one.items():
+            merged.setdefault(product, set()).update(profiles)
+    return {k: frozenset(v) for k, v in merged.items()}
