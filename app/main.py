@@ -16,6 +16,7 @@ from app import __version__
 from app.cluster.base import ClusterView
 from app.cluster.snapshot import SnapshotCluster
 from app.context import AppContext, Component
+from app.limits import BodyLimit, ClientCertRequired
 from app.metrics import BUILD_INFO, CLUSTER_READY, CONTENT_TYPE_LATEST, render
 from app.settings import Settings
 
@@ -95,6 +96,9 @@ def create_app(
 
     app = FastAPI(title="gpu-autoscaler", version=__version__, lifespan=lifespan)
     app.state.ctx = ctx
+    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+    if settings.tls_client_ca is not None:
+        app.add_middleware(ClientCertRequired)  # outermost: refused before anything is read
 
     @app.exception_handler(RequestValidationError)
     async def _bad_request(request: Request, exc: RequestValidationError) -> JSONResponse:

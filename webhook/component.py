@@ -53,7 +53,10 @@ class WebhookComponent:
         self.settings = settings
         self.params = Params(threshold=settings.mig_underuse_threshold, headroom=settings.mig_headroom)
         self.history = UsageHistory(
-            None, ttl=settings.history_cache_ttl_seconds, timeout=settings.history_timeout_seconds
+            None,
+            ttl=settings.history_cache_ttl_seconds,
+            timeout=settings.history_timeout_seconds,
+            reprobe=settings.history_reprobe_seconds,
         )
         self._ctx: AppContext | None = None
         self._offers: tuple[int, dict[str, frozenset[str]]] = (-1, {})
@@ -107,6 +110,21 @@ class WebhookComponent:
             return None
         labels: Mapping[str, str] = (ns.get("metadata") or {}).get("labels") or {}
         return labels
+
+    def over_budget(self, body: bytes, budget_s: float) -> tuple[int, dict[str, Any]]:
+        """The answer when a review overran its budget: allowed, unchanged, with a warning saying so."""
+        try:
+            review = parse_review(json.loads(body))
+        except (ValueError, ReviewError) as exc:
+            return 400, {"error": f"body: {exc}"}
+        MUTATIONS.labels("timeout", "none").inc()
+        log.warning("webhook review over budget; admitted unchanged", extra={"uid": review.request.uid})
+        response = fail_open(review.request.uid, f"no decision within {budget_s:g}s; pod left unchanged")
+        return 200, {
+            "apiVersion": review.apiVersion,
+            "kind": "AdmissionReview",
+            "response": response.model_dump(exclude_none=True),
+        }
 
     # -- one review ------------------------------------------------------------------------------
     async def handle(self, body: bytes) -> tuple[int, dict[str, Any]]:

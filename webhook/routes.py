@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import TYPE_CHECKING
 
@@ -17,8 +18,15 @@ def build_router(component: WebhookComponent) -> APIRouter:
 
     @router.post("/mutate")
     async def mutate(request: Request) -> Response:
-        """Reads the raw body (no FastAPI body model) so malformed input gets our 400 naming the field."""
-        status, payload = await component.handle(await request.body())
+        """Reads the raw body (no FastAPI body model) so malformed input gets our 400 naming the field.
+        A review that cannot be decided within the budget is admitted unchanged (fail open), never left
+        hanging until the API server's own timeout."""
+        body = await request.body()
+        budget = component.settings.webhook_budget_seconds
+        try:
+            status, payload = await asyncio.wait_for(component.handle(body), timeout=budget)
+        except TimeoutError:
+            status, payload = component.over_budget(body, budget)
         return Response(json.dumps(payload, separators=(",", ":")), status, media_type="application/json")
 
     return router

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from app.cli import CliError
+from app.cli import CliError, writable_folder
 from extender.replay import engine, output
 from extender.replay.arrivals import Arrivals, generate, load_replay
 from extender.replay.engine import RunResult
@@ -151,6 +151,8 @@ def main(args: argparse.Namespace) -> int:
         raise CliError("--tune must be > 0")
     if args.replay is not None and not args.replay.is_dir():
         raise CliError(f"--replay: {args.replay} is not a folder")
+    if args.out is not None:
+        writable_folder(args.out, "--out")  # before minutes of runs, not after
     if "extender" in policies:
         _check_extender()
     try:
