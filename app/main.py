@@ -11,6 +11,7 @@ from pathlib import Path
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
+from pydantic import BaseModel
 
 from app import __version__
 from app.cluster.base import ClusterView
@@ -18,6 +19,7 @@ from app.cluster.snapshot import SnapshotCluster
 from app.context import AppContext, Component
 from app.limits import BodyLimit, ClientCertRequired
 from app.metrics import BUILD_INFO, CLUSTER_READY, CONTENT_TYPE_LATEST, render
+from app.openapi import install as install_openapi
 from app.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -112,13 +114,25 @@ def create_app(
     async def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
-    @app.get("/readyz")
+    @app.get(
+        "/readyz",
+        responses={
+            200: {"model": Readiness, "description": "The cluster view is loaded"},
+            503: {"model": Readiness, "description": "Not ready yet (the reason says why)"},
+        },
+    )
     async def readyz() -> JSONResponse:
         if cluster.ready:
             return JSONResponse({"status": "ready", "cluster": cluster.source})
         return JSONResponse({"status": "not ready", "reason": "cluster view not loaded"}, status_code=503)
 
-    @app.get("/metrics")
+    @app.get(
+        "/metrics",
+        response_class=Response,
+        responses={
+            200: {"content": {"text/plain": {"schema": {"type": "string"}}}, "description": "Metrics"}
+        },
+    )
     async def metrics() -> Response:
         return Response(render(), media_type=CONTENT_TYPE_LATEST)
 
@@ -126,4 +140,11 @@ def create_app(
         router = comp.router()
         if router is not None:
             app.include_router(router)
+    install_openapi(app)
     return app
+
+
+class Readiness(BaseModel):
+    status: str
+    cluster: str | None = None
+    reason: str | None = None

@@ -23,9 +23,16 @@ from prometheus_client import Counter, Histogram
 from pydantic import ValidationError
 
 from app.metrics import REGISTRY
+from app.openapi import ERRORS, request_body
 from extender.inventory import InventoryError, PodAsk, parse_pod
 from extender.service import ExtenderService
-from extender.wire import ExtenderArgs, canonical_keys, filter_result
+from extender.wire import (
+    ExtenderArgs,
+    ExtenderFilterResult,
+    HostPriority,
+    canonical_keys,
+    filter_result,
+)
 
 log = logging.getLogger(__name__)
 
@@ -137,13 +144,21 @@ async def _answer(
 def build_router(get_service: Callable[[], ExtenderService], budget_s: float = 4.0) -> APIRouter:
     router = APIRouter(tags=["scheduler-extender"])
 
-    @router.post("/filter")
+    @router.post(
+        "/filter",
+        responses={200: {"model": ExtenderFilterResult, "description": "ExtenderFilterResult"}, **ERRORS},
+        openapi_extra=request_body(ExtenderArgs, "kube-scheduler ExtenderArgs (Nodes or NodeNames)"),
+    )
     async def filter_verb(request: Request) -> Response:
         return await _answer(
             "filter", request, lambda a, p: get_service().filter(a, p), _filter_error, budget_s
         )
 
-    @router.post("/prioritize")
+    @router.post(
+        "/prioritize",
+        responses={200: {"model": list[HostPriority], "description": "HostPriorityList"}, **ERRORS},
+        openapi_extra=request_body(ExtenderArgs, "kube-scheduler ExtenderArgs (Nodes or NodeNames)"),
+    )
     async def prioritize_verb(request: Request) -> Response:
         return await _answer(
             "prioritize", request, lambda a, p: get_service().prioritize(a, p), _prioritize_error, budget_s

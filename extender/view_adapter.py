@@ -46,6 +46,12 @@ class Bound:
     placed: bool = False
 
 
+def node_name(obj: Any) -> str:
+    """A Node object's name, "" when the object is too broken to have one (never raises)."""
+    meta = obj.get("metadata") if isinstance(obj, dict) else None
+    return str(meta.get("name") or "") if isinstance(meta, dict) else ""
+
+
 def pod_key(obj: dict[str, Any]) -> str:
     meta = (obj.get("metadata") if isinstance(obj, dict) else None) or {}
     if not isinstance(meta, dict):
@@ -209,7 +215,7 @@ class NodeStateAdapter:
         bad: dict[str, str] = {}
         with self.lock:
             for obj in items:
-                name = str(((obj or {}).get("metadata") or {}).get("name") or "")
+                name = node_name(obj)
                 info = self._read_node(obj)
                 row = self.state.index.get(info.name) if info is not None else None
                 if info is not None and (

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, ValidationError
 
 API_VERSION = "admission.k8s.io/v1"
 
@@ -41,7 +41,7 @@ class AdmissionRequest(_Lenient):
     userInfo: dict[str, Any] | None = None
     object: dict[str, Any] | None = None
     oldObject: dict[str, Any] | None = None
-    dryRun: bool | None = False
+    dryRun: StrictBool | None = False  # a bool on the wire; 0 or "yes" is not one
     options: dict[str, Any] | None = None
 
 

@@ -4,19 +4,35 @@ from __future__ import annotations
 
 import asyncio
 import json
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
+from pydantic import BaseModel
+
+from app.openapi import ERRORS, request_body
+from webhook.models import AdmissionResponse, AdmissionReview
 
 if TYPE_CHECKING:
     from webhook.component import WebhookComponent
 
 
+class AdmissionReviewOut(BaseModel):
+    """What /mutate answers: the review with `response` (uid echoed, allowed, optional JSONPatch)."""
+
+    apiVersion: Literal["admission.k8s.io/v1"]
+    kind: Literal["AdmissionReview"]
+    response: AdmissionResponse
+
+
 def build_router(component: WebhookComponent) -> APIRouter:
     router = APIRouter(tags=["webhook"])
 
-    @router.post("/mutate")
+    @router.post(
+        "/mutate",
+        responses={200: {"model": AdmissionReviewOut, "description": "AdmissionReview v1 answer"}, **ERRORS},
+        openapi_extra=request_body(AdmissionReview, "AdmissionReview v1 (admission.k8s.io/v1) of a Pod"),
+    )
     async def mutate(request: Request) -> Response:
         """Reads the raw body (no FastAPI body model) so malformed input gets our 400 naming the field.
         A review that cannot be decided within the budget is admitted unchanged (fail open), never left
