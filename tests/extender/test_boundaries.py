@@ -232,3 +232,16 @@ def test_topology_part_neutral_zero_and_full() -> None:
 )
 def test_scores_round_half_up_to_0_10(score: float, extender: int) -> None:
     assert to_extender_scores(np.array([score])).tolist() == [extender]
+
+
+def test_memory_fit_edges() -> None:
+    st = GpuClusterState()
+    for name, mem in (("small", 40 * 1024), ("blind", 0), ("big", 80 * 1024)):
+        st.add_gpu_node(NodeCapacity(name, 64000, 512000, 1, "x"), mem)
+    rows = np.array([0, 1, 2])
+    fit = memory_fit(st, rows, ask(1, gpu_memory_mib=60 * 1024))
+    assert fit is not None and fit.tolist() == [100.0, 0.0, 75.0]  # capped at 100; unknown memory: 0
+    assert memory_fit(st, rows, ask(1)) is None
+    assert memory_fit(st, rows, ask(0, mig=(("1g.10gb", 1),), gpu_memory_mib=1024)) is None
+    plain = ClusterState.from_nodes([NodeCapacity("n", 1, 1, 1)])
+    assert memory_fit(plain, np.array([0]), ask(1, gpu_memory_mib=1024)) is None

@@ -6,7 +6,15 @@ from __future__ import annotations
 
 import pytest
 
-from webhook.mig import Usage, choose_profile, geometry_for, mig_compute_fraction, smaller
+from webhook.mig import (
+    Decision,
+    Usage,
+    choose_profile,
+    geometry_for,
+    mig_compute_fraction,
+    smaller,
+    usage_fraction,
+)
 from webhook.patch import annotation_ops, build_patch, escape, gpu_count
 
 A100 = "NVIDIA A100-SXM4-80GB"
@@ -113,3 +121,54 @@ def test_annotation_ops_for_every_shape_of_metadata() -> None:
     assert annotation_ops({"metadata": {"annotations": {"gpu-autoscaler.io/mig": "off"}}}, want) == [
         {"op": "add", "path": "/metadata/annotations/gpu-autoscaler.io~1mig", "value": "1g.10gb"}
     ]
+
+
+# -- the choice, whole decisions ------------------------------------------------------------------------
+def test_choose_profile_decisions_in_full() -> None:
+    fits = choose_profile(use(6 * 1024, 0.09), A100, ALL)  # default threshold 0.5, headroom 0.2
+    assert (fits.profile, fits.outcome, fits.gpu) == ("1g.10gb", "mutated", "A100-SXM4-80GB")
+    assert fits.reason == "peak 6.0GiB+20%<=9.62GiB, p95 compute 9%<=14%"
+    assert fits.details == {
+        "peak_mem_frac": 0.075,
+        "p95_compute": 0.09,
+        "need_gib": 7.2,
+        "gpu": "A100-SXM4-80GB",
+    }
+    kept = choose_profile(use(45 * 1024, 0.1234), A100, ALL)
+    assert (kept.profile, kept.outcome, kept.reason) == (None, "kept", "uses 56% of a GPU (threshold 50%)")
+    assert kept.details == {
+        "peak_mem_frac": 0.562,
+        "p95_compute": 0.123,
+        "need_gib": 54.0,
+        "gpu": "A100-SXM4-80GB",
+    }
+    none = choose_profile(use(30 * 1024, 0.45), A100, ["1g.10gb", "2g.20gb"])
+    assert (none.profile, none.outcome, none.reason) == (
+        None,
+        "no_fit",
+        "no offered A100-SXM4-80GB profile fits 36.0GiB and 45% compute",
+    )
+    assert none.details["need_gib"] == 36.0
+    assert choose_profile(use(1024, 0.05), "NVIDIA T4", ALL) == Decision(
+        None, "unknown GPU type NVIDIA T4", "unknown_gpu"
+    )
+    assert choose_profile(use(1024, 0.05), "", ALL).reason == "unknown GPU type ?"
+    no_size = Usage(peak_memory_mib=1024, p95_compute=0.05)
+    assert choose_profile(no_size, A100, ALL) == Decision(
+        None, "history lacks the GPU memory size", "unknown_gpu", "A100-SXM4-80GB"
+    )
+    no_compute = Usage(peak_memory_mib=1024, p95_compute=None, gpu_memory_mib=81920.0)
+    assert choose_profile(no_compute, A100, ALL) == Decision(
+        None, "history lacks compute use", "no_history", "A100-SXM4-80GB"
+    )
+
+
+def test_memory_size_from_the_model_when_the_history_lacks_it() -> None:
+    known = Usage(peak_memory_mib=8192, p95_compute=0.1, gpu_model=A100)
+    assert usage_fraction(known) == (pytest.approx(8192 / 81920), 0.1)
+    assert usage_fraction(Usage(peak_memory_mib=8192, p95_compute=0.1, gpu_model="NVIDIA T4")) == (None, 0.1)
+
+
+def test_compute_fraction_is_the_models_own() -> None:
+    assert mig_compute_fraction("2g.12gb", "NVIDIA A30") == pytest.approx(2 / 4)
+    assert mig_compute_fraction("1g.10gb", "NVIDIA A30") is None  # not an A30 profile: no borrowed answer
