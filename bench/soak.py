@@ -43,6 +43,7 @@ import httpx
 
 from app.inprocess import free_port
 from bench.bench_extender import node as dgx_node
+from webhook.demo import _review as admission_review
 
 A100_MIG = {"1g.10gb": 14, "2g.20gb": 3, "3g.40gb": 2}
 WORKLOADS = 500
@@ -130,21 +131,7 @@ def review(workload: int) -> bytes:
             ]
         },
     }
-    body = {
-        "apiVersion": "admission.k8s.io/v1",
-        "kind": "AdmissionReview",
-        "request": {
-            "uid": str(uuid.uuid4()),
-            "kind": {"group": "", "version": "v1", "kind": "Pod"},
-            "resource": {"group": "", "version": "v1", "resource": "pods"},
-            "namespace": "inference",
-            "operation": "CREATE",
-            "userInfo": {"username": "system:serviceaccount:kube-system:replicaset-controller"},
-            "object": pod,
-            "dryRun": False,
-        },
-    }
-    return json.dumps(body).encode()
+    return json.dumps(admission_review(pod)).encode()
 
 
 def pending_pod(i: int, rng: random.Random) -> dict[str, Any]:

@@ -10,18 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from app.cli import main
 from certs.generate import write_certs
+from tests.app.test_cli import run_main
 from tests.app.test_serve_process import clean_env
 from tests.extender.test_replay_cli import NODES, PODS
-
-
-def run_main(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
-    try:
-        rc = main(argv)
-    except SystemExit as exc:  # argparse errors
-        rc = int(exc.code or 0)
-    return rc, capsys.readouterr().err
 
 
 def one_line(rc: int, err: str) -> str:

@@ -117,6 +117,8 @@ def test_hold_reasons_name_what_is_starting_or_unknown() -> None:
     assert out[0].reasons == ("hold: no fresh metrics for u-0, u-1, u-2 and 2 more",)
     three = decide_model([Variant("u", "ns", "m", "A100", 10, 3, 3, tuple(blind[:3]))], CFG, P)
     assert three[0].reasons == ("hold: no fresh metrics for u-0, u-1, u-2",)
+    four = decide_model([Variant("u", "ns", "m", "A100", 10, 4, 4, tuple(blind[:4]))], CFG, P)
+    assert four[0].reasons == ("hold: no fresh metrics for u-0, u-1, u-2 and 1 more",)
 
 
 def test_a_model_with_no_running_replica_holds() -> None:
@@ -174,6 +176,34 @@ def test_queueing_up_skips_pending_and_full_variants() -> None:
     )
     at_max = decide_model([full], QCFG, P, QueueingInput(rate=100.0, capacity={"b": 10.0}))
     assert at_max[0].reasons[0].startswith("queueing: scale-up needed but every variant is at maxReplicas")
+
+
+def test_queueing_down_orders_by_cost_per_request() -> None:
+    # a: 15 for 30 req/s (0.5 per req/s), b: 10 for 10 req/s (1.0): b is dearest per req/s though cheaper
+    a = var("a", [(0.1, 0)], cost=15, min_replicas=0)
+    b = var("b", [(0.1, 0)], cost=10, min_replicas=0)
+    out = decide_model([a, b], QCFG, P, QueueingInput(rate=30.0, capacity={"a": 30.0, "b": 10.0}))
+    assert [(d.variant.name, d.action) for d in out] == [("a", Action.NONE), ("b", Action.SCALE_DOWN)]
+
+
+def test_queueing_never_proposes_a_variant_at_its_min() -> None:
+    a = var("a", [(0.1, 0)])  # current 1 = min 1; no traffic at all
+    [d] = decide_model([a], QCFG, P, QueueingInput(rate=0.0, capacity={"a": 100.0}))
+    assert (d.action, d.reasons) == (
+        Action.NONE,
+        ("queueing: within SLO capacity: arrival 0.00 req/s, SLO capacity 100.00 req/s",),
+    )
+
+
+def test_a_move_clamped_back_to_where_it_was_is_no_move() -> None:
+    from app.autoscaler.saturation import _finish
+
+    at_max = var("a", [(0.1, 0)], max_replicas=1)
+    d = _finish(at_max, 2, Action.SCALE_UP, ["scale up"], None)
+    assert (d.desired, d.action, d.reasons) == (1, Action.NONE, ("scale up", "lowered to maxReplicas 1"))
+    at_min = var("b", [(0.1, 0)], min_replicas=1)
+    d = _finish(at_min, 0, Action.SCALE_DOWN, ["scale down"], None)
+    assert (d.desired, d.action) == (1, Action.NONE)
 
 
 def test_queueing_down_takes_the_dearest_per_request_and_keeps_min() -> None:

@@ -245,3 +245,10 @@ def test_memory_fit_edges() -> None:
     assert memory_fit(st, rows, ask(0, mig=(("1g.10gb", 1),), gpu_memory_mib=1024)) is None
     plain = ClusterState.from_nodes([NodeCapacity("n", 1, 1, 1)])
     assert memory_fit(plain, np.array([0]), ask(1, gpu_memory_mib=1024)) is None
+
+
+def test_memory_fit_on_a_node_reporting_one_mib() -> None:
+    st = GpuClusterState()
+    st.add_gpu_node(NodeCapacity("tiny", 64000, 512000, 1, "x"), 1)
+    fit = memory_fit(st, np.array([0]), ask(1, gpu_memory_mib=1024))
+    assert fit is not None and fit.tolist() == [100.0]  # known (1 MiB), far too small: capped, not "unknown"

@@ -172,3 +172,23 @@ def test_memory_size_from_the_model_when_the_history_lacks_it() -> None:
 def test_compute_fraction_is_the_models_own() -> None:
     assert mig_compute_fraction("2g.12gb", "NVIDIA A30") == pytest.approx(2 / 4)
     assert mig_compute_fraction("1g.10gb", "NVIDIA A30") is None  # not an A30 profile: no borrowed answer
+
+
+def test_decision_details_and_reasons_to_the_digit() -> None:
+    d = choose_profile(use(1000, 0.05), A100, ALL)  # need 1000 x 1.2 / 1024 = 1.171875 GiB
+    assert d.details["need_gib"] == 1.17 and d.profile == "1g.10gb"
+    d = choose_profile(use(1075.2, 0.05), A100, ALL, headroom=0.0)  # 1.05 GiB
+    assert d.reason.startswith("peak 1.1GiB+0%<=9.62GiB")
+    kept = choose_profile(use(70 * 1024, 0.9), A100, ALL)
+    none = choose_profile(use(30 * 1024, 0.45), A100, ["1g.10gb"])
+    assert kept.gpu == none.gpu == "A100-SXM4-80GB"
+
+
+def test_smaller_with_equal_or_unknown_profiles_keeps_the_first() -> None:
+    a = Decision("1g.10gb", "r", "mutated", "A100-SXM4-80GB")
+    twin = Decision("1g.10gb", "r", "mutated", "A100-SXM4-80GB")
+    assert smaller(a, twin) is a and smaller(twin, a) is twin  # a tie keeps the first
+    n1, n2 = Decision(None, "x", "kept"), Decision(None, "y", "kept")
+    assert smaller(n1, n2) is n1
+    orphan = Decision("1g.10gb", "r", "mutated", None)  # no GPU named: nothing to compare
+    assert smaller(orphan, a) is orphan and smaller(a, orphan) is a
