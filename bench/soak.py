@@ -47,6 +47,8 @@ from webhook.demo import _review as admission_review
 
 A100_MIG = {"1g.10gb": 14, "2g.20gb": 3, "3g.40gb": 2}
 WORKLOADS = 500
+KEEP_ALIVE_S = 3.0
+ASSUME_TTL_S = 10
 
 
 # -- the cluster -------------------------------------------------------------------------------------------
@@ -192,9 +194,15 @@ class Stream:
     def error(self, kind: str) -> None:
         self.errors[kind] = self.errors.get(kind, 0) + 1
 
-    def summary(self, since: float = 0.0) -> dict[str, Any]:
+    def summary(self, since: float = 0.0, window: float = 60.0) -> dict[str, Any]:
         ms = [v for t, v in self.latencies if t >= since]
+        by_window: dict[int, list[float]] = {}
+        for t, v in self.latencies:
+            by_window.setdefault(int(t // window), []).append(v)
         return {
+            "p99_ms_by_window": {
+                f"{k * window:g}s": round(pct(v, 0.99), 1) for k, v in sorted(by_window.items())
+            },
             "requests": len(ms),
             "errors": sum(self.errors.values()),
             "error_kinds": dict(self.errors),
@@ -231,6 +239,10 @@ def server(
         str(tls.key),
         "--prometheus-url",
         prometheus_url,
+        # the soak's pods are never bound: an assumed placement is released when it expires, as if the pod
+        # had run and ended; 10 s (not 30) keeps the 1,000-node cluster from filling up at 100 pods/s
+        "--assume-ttl-seconds",
+        str(ASSUME_TTL_S),
     ]
     proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
     base = f"https://127.0.0.1:{port}"
@@ -255,6 +267,54 @@ def server(
         log.close()
 
 
+class HttpPool:
+    """A lean HTTP/1.1 keep-alive client over TLS (asyncio streams): the generator must cost far less than
+    the server it measures, and httpx costs ~10x more per request on this path (its pool scan, anyio)."""
+
+    def __init__(self, host: str, port: int, ctx: ssl.SSLContext) -> None:
+        self.host, self.port, self.ctx = host, port, ctx
+        self._idle: list[tuple[asyncio.StreamReader, asyncio.StreamWriter, float]] = []
+
+    async def post(self, path: str, body: bytes) -> tuple[int, bytes]:
+        now = time.monotonic()
+        while self._idle and now - self._idle[-1][2] > KEEP_ALIVE_S:
+            self._idle.pop()[1].close()  # uvicorn drops connections idle for 5 s: never race it
+        if self._idle:
+            reader, writer, _ = self._idle.pop()
+        else:
+            reader, writer = await asyncio.open_connection(self.host, self.port, ssl=self.ctx)
+        try:
+            head = (
+                f"POST {path} HTTP/1.1\r\nHost: {self.host}\r\nContent-Type: application/json\r\n"
+                f"Content-Length: {len(body)}\r\n\r\n"
+            ).encode()
+            writer.write(head + body)
+            raw = await reader.readuntil(b"\r\n\r\n")
+            status = int(raw[9:12])
+            length, keep = 0, True
+            for line in raw.split(b"\r\n")[1:]:
+                name, _, value = line.partition(b":")
+                name = name.strip().lower()
+                if name == b"content-length":
+                    length = int(value)
+                elif name == b"connection" and value.strip().lower() == b"close":
+                    keep = False
+            data = await reader.readexactly(length)
+        except BaseException:
+            writer.close()
+            raise
+        if keep:
+            self._idle.append((reader, writer, time.monotonic()))
+        else:
+            writer.close()
+        return status, data
+
+    def close(self) -> None:
+        for _, writer, _ in self._idle:
+            writer.close()
+        self._idle.clear()
+
+
 async def drive(
     base: str,
     ca: Path,
@@ -264,71 +324,72 @@ async def drive(
     extender_cps: float,
     nodes: list[str],
     in_flight: int,
+    ramp: float = 15.0,
 ) -> dict[str, Any]:
     ctx = ssl.create_default_context(cafile=str(ca))
-    limits = httpx.Limits(max_connections=in_flight, max_keepalive_connections=in_flight)
+    host, port = base.removeprefix("https://").rsplit(":", 1)
+    pool = HttpPool(host, int(port), ctx)
     streams = {n: Stream(n) for n in ("mutate", "filter", "prioritize")}
     slots = asyncio.Semaphore(in_flight)
     rng = random.Random(11)
     rss: list[tuple[float, float]] = []
     cpu0 = proc_cpu_s(pid)
     t0 = time.perf_counter()
-    headers = {"Content-Type": "application/json"}
-    names_body = nodes
+    names_json = json.dumps(nodes).encode()  # the same 1,000 names every cycle: encoded once
 
-    async def timed(
-        client: httpx.AsyncClient, stream: Stream, path: str, body: bytes
-    ) -> httpx.Response | None:
+    async def timed(client: HttpPool, stream: Stream, path: str, body: bytes) -> Any:
         start = time.perf_counter()
         try:
-            resp = await client.post(path, content=body, headers=headers)
-        except httpx.TimeoutException:
+            status, data = await asyncio.wait_for(client.post(path, body), timeout=10.0)
+        except TimeoutError:
             stream.error("timeout")
             return None
-        except httpx.TransportError as exc:
+        except (OSError, ValueError, asyncio.IncompleteReadError) as exc:
             stream.error(type(exc).__name__)
             return None
         stream.latencies.append((start - t0, (time.perf_counter() - start) * 1000))
-        if resp.status_code != 200:
-            stream.error(f"http {resp.status_code}")
+        if status != 200:
+            stream.error(f"http {status}")
             return None
-        return resp
+        return json.loads(data)
 
-    async def one_review(client: httpx.AsyncClient, i: int) -> None:
-        resp = await timed(client, streams["mutate"], "/mutate", review(i % WORKLOADS))
-        if resp is not None and not resp.json()["response"].get("allowed"):
+    async def one_review(client: HttpPool, i: int) -> None:
+        out = await timed(client, streams["mutate"], "/mutate", review(i % WORKLOADS))
+        if out is not None and not out["response"].get("allowed"):
             streams["mutate"].error("denied")
 
-    async def one_cycle(client: httpx.AsyncClient, i: int) -> None:
+    async def one_cycle(client: HttpPool, i: int) -> None:
         pod = pending_pod(i, rng)
-        body = json.dumps({"Pod": pod, "NodeNames": names_body}).encode()
-        resp = await timed(client, streams["filter"], "/filter", body)
-        if resp is None:
+        body = b'{"Pod": ' + json.dumps(pod).encode() + b', "NodeNames": ' + names_json + b"}"
+        out = await timed(client, streams["filter"], "/filter", body)
+        if out is None:
             return
-        out = resp.json()
         if out.get("Error"):
             streams["filter"].error("Error field")
             return
         passed = out.get("NodeNames") or []
         if not passed:
             return  # nothing fits: kube-scheduler would not call prioritize
-        resp = await timed(
+        scores = await timed(
             client,
             streams["prioritize"],
             "/prioritize",
             json.dumps({"Pod": pod, "NodeNames": passed}).encode(),
         )
-        if resp is not None and len(resp.json()) != len(passed):
+        if scores is not None and len(scores) != len(passed):
             streams["prioritize"].error("wrong length")
 
-    async def fire(stream: Stream, rate: float, work: Any, client: httpx.AsyncClient) -> None:
+    async def fire(stream: Stream, rate: float, work: Any) -> None:
+        if rate <= 0:
+            return
         tasks: set[asyncio.Task[None]] = set()
         i = 0
+        due = t0
         while True:
-            due = t0 + i / rate
-            now = time.perf_counter()
-            if due - t0 >= seconds:
+            elapsed = due - t0
+            if elapsed >= seconds:
                 break
+            now = time.perf_counter()
             if due > now:
                 await asyncio.sleep(due - now)
             stream.lag_ms.append(max(0.0, (time.perf_counter() - due) * 1000))
@@ -336,11 +397,15 @@ async def drive(
                 stream.error("overload")
             else:
                 await slots.acquire()
-                task = asyncio.create_task(work(client, i))
+                task = asyncio.create_task(work(pool, i))
                 task.add_done_callback(lambda _t: slots.release())
                 tasks.add(task)
                 task.add_done_callback(tasks.discard)
             i += 1
+            # a linear ramp from 10 % to the full rate over the first `ramp` seconds: a cold service (TLS
+            # handshakes, an empty history cache) is not hit by the full rate from its first second
+            share = min(1.0, 0.1 + 0.9 * elapsed / ramp) if ramp > 0 else 1.0
+            due += 1.0 / (rate * share)
         await asyncio.gather(*tasks)
 
     async def sample() -> None:
@@ -348,13 +413,15 @@ async def drive(
             rss.append((time.perf_counter() - t0, proc_rss_mib(pid)))
             await asyncio.sleep(5)
 
-    async with httpx.AsyncClient(base_url=base, verify=ctx, limits=limits, timeout=10.0) as client:
-        sampler = asyncio.create_task(sample())
+    sampler = asyncio.create_task(sample())
+    try:
         await asyncio.gather(
-            fire(streams["mutate"], webhook_rps, one_review, client),
-            fire(streams["filter"], extender_cps, one_cycle, client),
+            fire(streams["mutate"], webhook_rps, one_review),
+            fire(streams["filter"], extender_cps, one_cycle),
         )
+    finally:
         sampler.cancel()
+        pool.close()
     elapsed = time.perf_counter() - t0
     rss.append((elapsed, proc_rss_mib(pid)))
     return {
@@ -365,21 +432,58 @@ async def drive(
     }
 
 
+@contextlib.contextmanager
+def prometheus_stub() -> Iterator[str]:
+    """The stand-in Prometheus in its own process: in this one it would share the generator's GIL."""
+    port = free_port()
+    cmd = [sys.executable, "-m", "bench.soak", "prometheus-stub", "--port", str(port)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            with contextlib.suppress(httpx.TransportError):
+                if httpx.get(url + "/api/v1/query?query=vector(1)", timeout=1).status_code == 200:
+                    break
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError("Prometheus stand-in did not start")
+            time.sleep(0.1)
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+def run_async(coro: Any) -> Any:
+    """On uvloop when installed (uvicorn[standard] brings it): its TLS is C, asyncio's is Python."""
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover
+        return asyncio.run(coro)
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        return runner.run(coro)
+
+
 def rss_at(rss: list[tuple[float, float]], t: float) -> float:
     return min(rss, key=lambda s: abs(s[0] - t))[1]
 
 
 def run_load(
-    seconds: float, webhook_rps: float, extender_cps: float, nodes: int, in_flight: int = 256
+    seconds: float,
+    webhook_rps: float,
+    extender_cps: float,
+    nodes: int,
+    in_flight: int = 256,
+    ramp: float = 15.0,
 ) -> dict[str, Any]:
-    from tests.misbehaving import SickPrometheus
-
     load0 = os.getloadavg()
-    with tempfile.TemporaryDirectory(prefix="soak-") as tmp, SickPrometheus("ok") as prom:
-        prom.answer_with(history_answer)
-        with server(nodes, Path(tmp), prom.url) as (proc, base, ca):
-            names = [f"node-{i:05d}" for i in range(nodes)]
-            out = asyncio.run(drive(base, ca, proc.pid, seconds, webhook_rps, extender_cps, names, in_flight))
+    with (
+        tempfile.TemporaryDirectory(prefix="soak-") as tmp,
+        prometheus_stub() as prom_url,
+        server(nodes, Path(tmp), prom_url) as (proc, base, ca),
+    ):
+        names = [f"node-{i:05d}" for i in range(nodes)]
+        out = run_async(drive(base, ca, proc.pid, seconds, webhook_rps, extender_cps, names, in_flight, ramp))
     streams: dict[str, Stream] = out.pop("streams")
     rss = out["rss"]
     # growth is measured on the steady part: from 20 % of the run (minute 2 of 10) to its end
@@ -387,7 +491,12 @@ def run_load(
     grow_from, grow_to = rss_at(rss, start_t), rss[-1][1]
     lag = [v for s in streams.values() for v in s.lag_ms]
     return {
-        "target": {"webhook_rps": webhook_rps, "extender_cycles_per_s": extender_cps, "nodes": nodes},
+        "target": {
+            "webhook_rps": webhook_rps,
+            "extender_cycles_per_s": extender_cps,
+            "nodes": nodes,
+            "ramp_s": ramp,
+        },
         **out,
         "rss": [(round(t, 1), round(v, 1)) for t, v in rss],
         "rss_mib_from": round(grow_from, 1),
@@ -395,7 +504,7 @@ def run_load(
         "rss_growth_pct": round(100 * (grow_to - grow_from) / grow_from, 2),
         "generator_lag_ms_p99": round(pct(lag, 0.99), 1),
         "machine": {"cpus": os.cpu_count(), "loadavg_before": load0, "loadavg_after": os.getloadavg()},
-        **{name: s.summary() for name, s in streams.items()},
+        **{name: s.summary(window=max(10.0, seconds / 10)) for name, s in streams.items()},
         "errors": sum(sum(s.errors.values()) for s in streams.values()),
     }
 
@@ -606,7 +715,9 @@ def print_load(r: dict[str, Any]) -> None:
     for verb in ("mutate", "filter", "prioritize"):
         s = r[verb]
         cells = (s["requests"], s["errors"], s["p50_ms"], s["p99_ms"], s["max_ms"])
-        print(f"{verb:<11} " + " ".join(f"{c:>9}" for c in cells))
+        kinds = f"  {s['error_kinds']}" if s["error_kinds"] else ""
+        kinds += f"  p99 by window: {s['p99_ms_by_window']}"
+        print(f"{verb:<11} " + " ".join(f"{'-' if c is None else c:>9}" for c in cells) + kinds)
     print(
         f"RSS {r['rss_mib_from']} -> {r['rss_mib_to']} MiB ({r['rss_growth_pct']:+} %); "
         f"generator lag p99 {r['generator_lag_ms_p99']} ms; errors {r['errors']}"
@@ -622,14 +733,26 @@ def main(argv: list[str] | None = None) -> int:
     load.add_argument("--extender-cps", type=float, default=100)
     load.add_argument("--nodes", type=int, default=1000)
     load.add_argument("--in-flight", type=int, default=256)
+    load.add_argument("--ramp", type=float, default=15.0, help="seconds from 10 %% to the full rate")
     load.add_argument("--json", type=Path)
+    stub = sub.add_parser("prometheus-stub", help="(internal) the stand-in Prometheus, until killed")
+    stub.add_argument("--port", type=int, required=True)
     mem = sub.add_parser("memory")
     mem.add_argument("--nodes", type=int, default=5000)
     mem.add_argument("--pods", type=int, default=50000)
     mem.add_argument("--json", type=Path)
     args = p.parse_args(argv)
+    if args.mode == "prometheus-stub":
+        from tests.misbehaving import SickPrometheus
+
+        with SickPrometheus("ok", port=args.port) as prom:
+            prom.answer_with(history_answer)
+            signal.pause()
+        return 0
     if args.mode == "load":
-        result = run_load(args.seconds, args.webhook_rps, args.extender_cps, args.nodes, args.in_flight)
+        result = run_load(
+            args.seconds, args.webhook_rps, args.extender_cps, args.nodes, args.in_flight, args.ramp
+        )
         print_load(result)
     else:
         result = run_memory(args.nodes, args.pods)

@@ -67,8 +67,8 @@ class _Server(ThreadingHTTPServer):
 class SickPrometheus:
     """`with SickPrometheus("slow") as prom: prom.url ...`; set `prom.mode` to change its behaviour."""
 
-    def __init__(self, mode: str = "ok") -> None:
-        self._server = _Server(("127.0.0.1", 0), _Handler)
+    def __init__(self, mode: str = "ok", port: int = 0) -> None:
+        self._server = _Server(("127.0.0.1", port), _Handler)
         self._server.release = threading.Event()
         self.port = int(self._server.server_address[1])
         self.url = f"http://127.0.0.1:{self.port}"

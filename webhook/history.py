@@ -50,6 +50,8 @@ MIG_PROFILE = "GPU_I_PROFILE"
 APP_NAME_LABEL = "app.kubernetes.io/name"
 #: fewer samples than this over the window is not a history (one scrape at 30 s for 30 min)
 MIN_SAMPLES = 60
+#: connections to Prometheus for history queries (4 per lookup)
+HISTORY_CONNECTIONS = 16
 
 _CRONJOB_JOB = re.compile(r"^(?P<name>.+)-\d{8,}$")
 #: pod name patterns per owner kind (RE2, Prometheus anchors them); `{n}` is the escaped owner name
@@ -234,7 +236,14 @@ class PrometheusHistory:
         self.base_url = base_url.rstrip("/")
         self.window = window
         self.label = f"prometheus:{self.base_url}"
-        self._client = client or httpx.AsyncClient(timeout=httpx.Timeout(30.0, connect=5.0))
+        # a bounded pool: a cold cache (hundreds of new workloads at once) must not open hundreds of
+        # connections to Prometheus; lookups beyond it wait their `timeout` and answer without history
+        self._client = client or httpx.AsyncClient(
+            timeout=httpx.Timeout(30.0, connect=5.0),
+            limits=httpx.Limits(
+                max_connections=HISTORY_CONNECTIONS, max_keepalive_connections=HISTORY_CONNECTIONS
+            ),
+        )
 
     async def _query(self, promql: str) -> list[dict[str, Any]]:
         return await query_vector(self._client, self.base_url, promql)
@@ -285,6 +294,7 @@ class UsageHistory:
         max_entries: int = 10_000,
         clock: Callable[[], float] = time.monotonic,
         reprobe: float = 10.0,
+        max_fetches: int = HISTORY_CONNECTIONS // 4,
     ) -> None:
         self.source = source
         self.ttl = ttl
@@ -300,6 +310,11 @@ class UsageHistory:
         self.circuit: str | None = None
         self._probe_key: WorkloadKey | None = None
         self._prober: asyncio.Task[None] | None = None
+        #: fetches running at once; the rest wait (a refresh of hundreds of workloads whose entries expire
+        #: together must not become hundreds of concurrent Prometheus queries in the HTTP client's pool)
+        self._fetch_slots = asyncio.Semaphore(max_fetches)
+        #: workloads whose fetch holds a slot (is waiting on Prometheus, not on our own queue)
+        self._asking: set[WorkloadKey] = set()
 
     @property
     def label(self) -> str:
@@ -332,7 +347,8 @@ class UsageHistory:
             await asyncio.wait_for(asyncio.shield(task), timeout=self.timeout)
         except TimeoutError:
             note = f"history query took over {self.timeout:g}s"
-            self._open_circuit(key, note)
+            if key in self._asking:  # Prometheus was slow, not our queue of fetches
+                self._open_circuit(key, note)
             return HistoryResult("timeout", {}, note)
         entry = self._cache.get(key)
         if entry is None or not entry.ok:
@@ -389,7 +405,12 @@ class UsageHistory:
             if source is None:
                 return
             try:
-                usage = await source.fetch(key)
+                async with self._fetch_slots:  # a burst (TTL expiry, cold start) queues here, cheaply
+                    self._asking.add(key)
+                    try:
+                        usage = await source.fetch(key)
+                    finally:
+                        self._asking.discard(key)
                 entry = _Entry(usage, self._clock(), True, "", self._clock())
                 if source is self.source:
                     self._close_circuit()

@@ -131,3 +131,33 @@ async def test_review_over_its_budget_is_admitted_unchanged(monkeypatch: pytest.
     out = resp.json()["response"]
     assert resp.status_code == 200 and out["allowed"] is True and out["uid"] == raw["request"]["uid"]
     assert "no decision within 0.2s" in " ".join(out["warnings"])
+
+
+async def test_a_burst_of_new_workloads_is_fetched_a_few_at_a_time() -> None:
+    """Hundreds of history entries expiring together (or a cold start) become a queue of fetches, not
+    hundreds of concurrent queries; a lookup timed out in that queue does not call Prometheus unhealthy."""
+    import asyncio
+
+    from webhook.history import UsageHistory, WorkloadKey
+
+    class Slow:
+        label = "slow"
+
+        def __init__(self) -> None:
+            self.running = self.peak = 0
+
+        async def fetch(self, key: WorkloadKey) -> dict[str, Any]:
+            self.running += 1
+            self.peak = max(self.peak, self.running)
+            await asyncio.sleep(0.05)
+            self.running -= 1
+            return {}
+
+    source = Slow()
+    history = UsageHistory(source, timeout=0.08, max_fetches=4)
+    keys = [WorkloadKey("ns", "Deployment", f"w{i}") for i in range(40)]
+    results = await asyncio.gather(*(history.lookup(k) for k in keys))
+    assert source.peak == 4
+    assert {r.status for r in results} == {"miss", "timeout"}
+    assert history.circuit is None, "queued behind our own limit is not Prometheus being slow"
+    await history.close()
