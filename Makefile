@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
 .PHONY: all venv demo console serve test unit integration lint typecheck bench bench-sim bench-console \
-	console-screenshots prometheus chromium kubectl certs clean image manifests dashboards rules
+	console-screenshots prometheus chromium kubectl certs clean image manifests dashboards rules soak mutation
 
 all: test
 
@@ -87,6 +87,19 @@ bench-console: venv
 # Re-take the screenshots in docs/console.md with the browser test that checks the console
 console-screenshots: venv chromium
 	CONSOLE_SCREENSHOTS=docs/img $(BIN)/pytest -q -m integration tests/console/test_browser.py
+
+# Issue 11: 10 minutes of webhook (200/s) and extender (100 cycles/s) load over HTTPS, then the memory of a
+# 5,000-node / 50,000-pod view. Results in bench/results/soak-*.json; figures in docs/reliability.md.
+soak: venv
+	$(PY) -m bench.soak load --seconds 600 --json bench/results/soak-load.json
+	$(PY) -m bench.soak memory --nodes 5000 --pods 50000 --json bench/results/soak-memory.json
+
+# Mutation testing of the decision cores (mutmut; slow on 2 cores, not part of CI). `mutmut results` lists
+# the survivors, `mutmut show NAME` one diff; the kill rate is in docs/reliability.md.
+mutation: venv
+	$(PY) -m pip install --quiet -e '.[mutation]'
+	$(BIN)/mutmut run
+	$(PY) -m bench.mutation_score
 
 certs: venv
 	$(BIN)/gpu-autoscaler certs --service gpu-autoscaler --namespace gpu-autoscaler --out certs/out

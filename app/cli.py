@@ -8,8 +8,10 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+import tempfile
 import types
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any, Literal, NoReturn, Union, get_args, get_origin
 
 from app import __version__
@@ -46,6 +48,17 @@ def _flag_type(annotation: Any) -> tuple[Any, list[str] | None]:
     if annotation in (int, float):
         return annotation, None
     return str, None
+
+
+def writable_folder(path: Path, flag: str) -> None:
+    """Create `path` and prove a file can be written there, so an output problem is a one-line error before
+    any work, not a traceback after it."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=path, prefix=".write-check-"):
+            pass
+    except OSError as exc:
+        raise CliError(f"{flag} {path}: cannot write there: {exc.strerror or exc}") from None
 
 
 def add_server_flags(p: argparse.ArgumentParser) -> None:

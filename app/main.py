@@ -11,13 +11,18 @@ from pathlib import Path
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
+from pydantic import BaseModel
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from app import __version__
 from app.cluster.base import ClusterView
 from app.cluster.snapshot import SnapshotCluster
 from app.context import AppContext, Component
 from app.leader import AlwaysLeader, Leadership, LeaseElector, LeaseTiming
+from app.limits import BodyLimit, ClientCertRequired
 from app.metrics import BUILD_INFO, CLUSTER_READY, CONTENT_TYPE_LATEST, render
+from app.openapi import install as install_openapi
 from app.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -134,6 +139,9 @@ def create_app(
 
     app = FastAPI(title="gpu-autoscaler", version=__version__, lifespan=lifespan)
     app.state.ctx = ctx
+    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+    if settings.tls_client_ca is not None:
+        app.add_middleware(ClientCertRequired)  # outermost: refused before anything is read
 
     @app.exception_handler(RequestValidationError)
     async def _bad_request(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -143,11 +151,31 @@ def create_app(
         loc = ".".join(str(p) for p in first.get("loc", ()) if p != "body") or "body"
         return JSONResponse(status_code=400, content={"error": f"{loc}: {first.get('msg', 'invalid')}"})
 
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        """405 lists every method the path has (Starlette names only the first route's)."""
+        headers = dict(exc.headers or {})
+        if exc.status_code == 405:
+            methods = [
+                m
+                for m in ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE")
+                if any(r.matches({**request.scope, "method": m})[0] == Match.FULL for r in app.router.routes)
+            ]
+            if methods:
+                headers["Allow"] = ", ".join(methods)
+        return JSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=headers or None)
+
     @app.get("/healthz")
     async def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
-    @app.get("/readyz")
+    @app.get(
+        "/readyz",
+        responses={
+            200: {"model": Readiness, "description": "The cluster view is loaded"},
+            503: {"model": Readiness, "description": "Not ready yet (the reason says why)"},
+        },
+    )
     async def readyz() -> JSONResponse:
         """Serving: every replica answers /filter, /prioritize, /mutate once its cluster view is loaded."""
         leader = ctx.leadership.is_leader
@@ -164,7 +192,13 @@ def create_app(
         info = ctx.leadership.describe()
         return JSONResponse(info, status_code=200 if info["leader"] else 503)
 
-    @app.get("/metrics")
+    @app.get(
+        "/metrics",
+        response_class=Response,
+        responses={
+            200: {"content": {"text/plain": {"schema": {"type": "string"}}}, "description": "Metrics"}
+        },
+    )
     async def metrics() -> Response:
         return Response(render(), media_type=CONTENT_TYPE_LATEST)
 
@@ -172,4 +206,11 @@ def create_app(
         router = comp.router()
         if router is not None:
             app.include_router(router)
+    install_openapi(app)
     return app
+
+
+class Readiness(BaseModel):
+    status: str
+    cluster: str | None = None
+    reason: str | None = None

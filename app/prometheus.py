@@ -29,11 +29,19 @@ async def query_vector(
     else:
         resp = await client.get(url, params={"query": promql})
     resp.raise_for_status()
-    body = resp.json()
+    try:
+        body = resp.json()
+    except ValueError as exc:
+        raise PrometheusError(f"prometheus: answer is not JSON ({resp.text[:60]!r})") from exc
+    if not isinstance(body, dict):
+        raise PrometheusError(f"prometheus: answer is not a JSON object ({type(body).__name__})")
     if body.get("status") != "success":
         raise PrometheusError(f"prometheus: {body.get('errorType', '?')}: {body.get('error', '?')}")
     data = body.get("data") or {}
-    if data.get("resultType") != "vector":
-        raise PrometheusError(f"prometheus: expected a vector, got {data.get('resultType')}")
-    result: list[dict[str, Any]] = data.get("result") or []
+    if not isinstance(data, dict) or data.get("resultType") != "vector":
+        got = data.get("resultType") if isinstance(data, dict) else type(data).__name__
+        raise PrometheusError(f"prometheus: expected a vector, got {got}")
+    result = data.get("result") or []
+    if not isinstance(result, list) or not all(isinstance(item, dict) for item in result):
+        raise PrometheusError("prometheus: vector result is not a list of samples")
     return result

@@ -14,6 +14,8 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 ENV_PREFIX = "GPU_AUTOSCALER_"
+#: a Prometheus duration: units in this order, each at most once, at least one (`1h30m`, `7d`, `500ms`)
+_DURATION = re.compile(r"(\d+y)?(\d+w)?(\d+d)?(\d+h)?(\d+m)?(\d+s)?(\d+ms)?")
 
 
 class SettingsError(ValueError):
@@ -68,7 +70,7 @@ class Settings(BaseSettings):
     mig_headroom: float = Field(0.20, ge=0, le=4)
     history_window: str = "7d"
     history_cache_ttl_seconds: float = Field(300.0, gt=0)
-    history_timeout_seconds: float = Field(2.0, gt=0)
+    history_timeout_seconds: float = Field(1.0, gt=0, le=10)
 
     # --- autoscaler (issue 5) --------------------------------------------------------------------
     autoscaler_interval: float = Field(30.0, gt=0)
@@ -87,6 +89,27 @@ class Settings(BaseSettings):
     waste_window: str = Field("10m", description="Prometheus range the DCGM use is averaged over")
 
     # --- hardening: limits, TLS, fault tolerance (issue 11) -------------------------------------------
+    max_body_bytes: int = Field(
+        16 * 1024 * 1024, ge=1024, description="bytes; a larger request body gets 413 before it is read"
+    )
+    extender_budget_seconds: float = Field(
+        4.0, gt=0, le=60, description="seconds a /filter or /prioritize may take before it answers Error"
+    )
+    webhook_budget_seconds: float = Field(
+        2.5, gt=0, le=30, description="seconds a /mutate may take before it admits the pod unchanged"
+    )
+    shutdown_grace_seconds: float = Field(
+        20.0,
+        gt=0,
+        le=600,
+        description="seconds SIGTERM waits for requests in flight before the process exits",
+    )
+    tls_client_ca: Path | None = Field(
+        None, description="CA file: POST endpoints then need a client certificate it signed (mutual TLS)"
+    )
+    history_reprobe_seconds: float = Field(
+        10.0, gt=0, description="seconds between Prometheus probes while the history circuit is open"
+    )
 
     # --- autoscaler: scale to and from zero, status (issue 12) ----------------------------------------
     scale_to_zero_config_name: str = Field(
@@ -260,7 +283,7 @@ class Settings(BaseSettings):
         60.0, ge=1, le=86400, description="seconds between recomputations of the console's cost and savings"
     )
 
-    @field_validator("tls_cert", "tls_key", "config", "prices_file")
+    @field_validator("tls_cert", "tls_key", "config", "prices_file", "tls_client_ca")
     @classmethod
     def _file_exists(cls, value: Path | None) -> Path | None:
         if value is not None and not value.is_file():
@@ -313,11 +336,13 @@ class Settings(BaseSettings):
             raise ValueError(f"expected NAMESPACE/NAME, got {value!r}")
         return value
 
-    @field_validator("waste_window", "waste_flag_for")
+    @field_validator("history_window", "waste_window", "waste_flag_for")
     @classmethod
     def _prometheus_duration(cls, value: str) -> str:
-        if not re.fullmatch(r"(\d+(ms|s|m|h|d|w|y))+", value):
-            raise ValueError(f"not a Prometheus duration such as 30s, 5m, 1h: {value!r}")
+        """Checked here, not by the first query an hour later: Prometheus durations (`90s`, `1h30m`, `7d`)."""
+        m = _DURATION.fullmatch(value)
+        if m is None or not any(int(g[:-2] if g.endswith("ms") else g[:-1]) for g in m.groups() if g):
+            raise ValueError("not a Prometheus duration above zero, such as 30m, 1h or 7d")
         return value
 
     @model_validator(mode="after")
@@ -326,6 +351,10 @@ class Settings(BaseSettings):
             raise ValueError("tls_cert and tls_key must be given together")
         if self.topology_weight + self.resource_weight + self.balance_weight <= 0:
             raise ValueError("topology_weight + resource_weight + balance_weight must be > 0")
+        if self.history_timeout_seconds >= self.webhook_budget_seconds:
+            raise ValueError("history_timeout_seconds must be < webhook_budget_seconds")
+        if self.tls_client_ca is not None and self.tls_cert is None:
+            raise ValueError("tls_client_ca needs tls_cert and tls_key (mutual TLS is TLS)")
         return self
 
     @classmethod

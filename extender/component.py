@@ -35,7 +35,7 @@ class ExtenderComponent:
         self.service = ExtenderService(self.adapter, self.config, self.frag)
 
     def router(self) -> APIRouter:
-        return build_router(lambda: self.service)
+        return build_router(lambda: self.service, self.settings.extender_budget_seconds)
 
     async def start(self, ctx: AppContext) -> None:
         self.adapter.attach(ctx.cluster)

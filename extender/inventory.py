@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import math
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from typing import Any
@@ -61,7 +62,12 @@ _MIB = Decimal(2) ** 20
 
 
 class InventoryError(ValueError):
-    """An object cannot be read; the message names the field at fault."""
+    """An object cannot be read; the message names the field at fault, `reason` is a short label value
+    (`gpu_autoscaler_bad_objects_total{reason}`): bad_quantity, negative_allocatable, topology_not_json…"""
+
+    def __init__(self, message: str, reason: str = "malformed") -> None:
+        super().__init__(message)
+        self.reason = reason
 
 
 def parse_quantity(value: Any, what: str = "quantity") -> Decimal:
@@ -71,36 +77,54 @@ def parse_quantity(value: Any, what: str = "quantity") -> Decimal:
     "1K") and importing it loads the whole client (~0.2 s) into the extender's hot path; this is the
     apimachinery grammar, strict, with the field named in the error."""
     if isinstance(value, bool):
-        raise InventoryError(f"{what}: not a quantity: {value!r}")
+        raise InventoryError(f"{what}: not a quantity: {value!r}", "bad_quantity")
     if isinstance(value, int | float):
+        if not math.isfinite(value):
+            raise InventoryError(f"{what}: not a quantity: {value!r}", "bad_quantity")
         return Decimal(str(value))
     if not isinstance(value, str):
-        raise InventoryError(f"{what}: not a quantity: {value!r}")
+        raise InventoryError(f"{what}: not a quantity: {value!r}", "bad_quantity")
     m = _QUANTITY.match(value.strip())
     if not m:
-        raise InventoryError(f"{what}: not a quantity: {value!r}")
+        raise InventoryError(f"{what}: not a quantity: {value!r}", "bad_quantity")
     try:
         number = Decimal(m.group(1))
     except InvalidOperation as exc:  # pragma: no cover - the regex already guards this
-        raise InventoryError(f"{what}: not a quantity: {value!r}") from exc
-    if m.group(2):
-        return number * (Decimal(10) ** int(m.group(2)[1:]))
-    return number * _SUFFIX[m.group(3) or ""]
+        raise InventoryError(f"{what}: not a quantity: {value!r}", "bad_quantity") from exc
+    try:
+        if m.group(2):
+            return number * (Decimal(10) ** int(m.group(2)[1:]))
+        return number * _SUFFIX[m.group(3) or ""]
+    except ArithmeticError as exc:  # "1e99999999": beyond Decimal's exponent range
+        raise InventoryError(f"{what}: quantity out of range: {value!r}", "bad_quantity") from exc
+
+
+#: counts, milli-cores and MiB live in int64 arrays; anything this large is a typo, not a machine
+_MAX_AMOUNT = 2**62
+#: GPUs per node are state columns: an allocatable of "1e9" must be refused, not allocated
+MAX_GPUS_PER_NODE = 256
+
+
+def _amount(value: Decimal, what: str) -> int:
+    n = math.ceil(value)
+    if abs(n) >= _MAX_AMOUNT:
+        raise InventoryError(f"{what}: quantity out of range: {value}", "bad_quantity")
+    return n
 
 
 def milli(value: Any, what: str = "cpu") -> int:
     """CPU quantity -> milli-cores (rounded up, as Kubernetes does)."""
-    return math.ceil(parse_quantity(value, what) * 1000)
+    return _amount(parse_quantity(value, what) * 1000, what)
 
 
 def mib(value: Any, what: str = "memory") -> int:
     """Memory quantity -> MiB (rounded up)."""
-    return math.ceil(parse_quantity(value, what) / _MIB)
+    return _amount(parse_quantity(value, what) / _MIB, what)
 
 
 def count(value: Any, what: str) -> int:
     """Extended-resource quantity (whole devices)."""
-    return math.floor(parse_quantity(value, what))
+    return _amount(Decimal(math.floor(parse_quantity(value, what))), what)
 
 
 def normalise_product(product: str) -> str:
@@ -134,85 +158,192 @@ class NodeInfo:
     replicas: int = 1  # GFD nvidia.com/gpu.replicas: allocatable nvidia.com/gpu = physical GPUs x replicas
 
 
-def _node_topology(name: str, raw: str) -> dict[str, Any]:
+def _node_topology(name: str, raw: Any) -> dict[str, Any]:
+    """The annotation as JSON, its structure checked (a GPU list of objects, unique integer indices, a
+    square link matrix when present)."""
+    if not isinstance(raw, str):
+        raise InventoryError(f"node {name}: annotation {ANN_TOPOLOGY} is not a string", "topology_not_json")
     try:
         topo = json.loads(raw)
-    except (TypeError, json.JSONDecodeError) as exc:
-        raise InventoryError(f"node {name}: annotation {ANN_TOPOLOGY} is not JSON: {exc}") from exc
+    except (TypeError, ValueError) as exc:
+        raise InventoryError(
+            f"node {name}: annotation {ANN_TOPOLOGY} is not JSON: {exc}", "topology_not_json"
+        ) from exc
     if not isinstance(topo, dict) or not isinstance(topo.get("gpus"), list):
-        raise InventoryError(f"node {name}: annotation {ANN_TOPOLOGY} has no 'gpus' list")
+        raise InventoryError(f"node {name}: annotation {ANN_TOPOLOGY} has no 'gpus' list", "topology_invalid")
+    gpus = topo["gpus"]
+    seen: set[int] = set()
+    for i, g in enumerate(gpus):
+        where = f"node {name}: annotation {ANN_TOPOLOGY} gpus[{i}]"
+        if not isinstance(g, dict):
+            raise InventoryError(f"{where} is not an object", "topology_invalid")
+        index = g.get("index", i)
+        if isinstance(index, bool) or not isinstance(index, int) or index < 0:
+            raise InventoryError(f"{where}.index is not a GPU index: {index!r}", "topology_invalid")
+        if index in seen:
+            raise InventoryError(f"{where}.index {index} appears twice", "topology_invalid")
+        seen.add(index)
+        product = g.get("product")
+        if product is not None and not isinstance(product, str):
+            raise InventoryError(f"{where}.product is not a string: {product!r}", "topology_invalid")
+        mem = g.get("memoryMiB")
+        if mem is not None and (isinstance(mem, bool) or not isinstance(mem, int | float) or mem < 0):
+            raise InventoryError(f"{where}.memoryMiB is not a size: {mem!r}", "topology_invalid")
+    matrix = topo.get("links")
+    if matrix is not None and not (
+        isinstance(matrix, list)
+        and len(matrix) == len(gpus)
+        and all(isinstance(row, list) and len(row) == len(gpus) for row in matrix)
+    ):
+        raise InventoryError(
+            f"node {name}: annotation {ANN_TOPOLOGY} links is not a {len(gpus)}x{len(gpus)} matrix",
+            "topology_invalid",
+        )
     return topo
 
 
+def _label_product(labels: dict[str, str]) -> str:
+    """GFD's product label without its sharing / MIG-single suffixes."""
+    product = str(labels.get("nvidia.com/gpu.product", ""))
+    if product.endswith("-SHARED"):  # GFD marks shared GPUs in the product label (renameByDefault: false)
+        product = product[: -len("-SHARED")]
+    return re.sub(r"-MIG-.*$", "", product)
+
+
+def _dict_field(obj: dict[str, Any], key: str, where: str) -> dict[str, Any]:
+    value = obj.get(key) or {}
+    if not isinstance(value, dict):
+        raise InventoryError(f"{where}.{key}: must be an object", "malformed")
+    return value
+
+
+def _check_mig(name: str, labels: dict[str, str], mig: dict[str, int], product: str) -> None:
+    """MIG slices in allocatable must agree with the GFD labels and the product's MIG geometry."""
+    offered = {p: n for p, n in mig.items() if n > 0}
+    if not offered:
+        return
+    strategy = labels.get("nvidia.com/mig.strategy")
+    if strategy is not None and str(strategy).strip().lower() == "none":
+        raise InventoryError(
+            f"node {name}: allocatable offers MIG slices ({', '.join(sorted(offered))}) but label "
+            "nvidia.com/mig.strategy is none",
+            "mig_mismatch",
+        )
+    for profile, n in sorted(offered.items()):
+        raw = str(labels.get(f"{MIG_PREFIX}{profile}.count", "")).strip()
+        if raw.isdigit() and int(raw) < n:
+            raise InventoryError(
+                f"node {name}: allocatable {MIG_PREFIX}{profile} is {n} but label "
+                f"{MIG_PREFIX}{profile}.count says the node has {raw}",
+                "mig_mismatch",
+            )
+    if not product:
+        return
+    from app.gpu.mig import geometry_for, resource_profile  # the one MIG geometry table
+
+    geometry = geometry_for(product)
+    if geometry is None:  # a GPU model newer than the table: slices are still plain counted resources
+        return
+    for profile in sorted(offered):
+        canonical = resource_profile(MIG_PREFIX + profile)
+        if canonical is None or geometry.profile(canonical) is None:
+            raise InventoryError(
+                f"node {name}: allocatable {MIG_PREFIX}{profile} is not a MIG profile of {geometry.key}",
+                "mig_mismatch",
+            )
+
+
 def parse_node(obj: dict[str, Any]) -> NodeInfo:
-    """Node object (API JSON) -> NodeInfo. A malformed topology annotation falls back to labels."""
+    """Node object (API JSON) -> NodeInfo, or InventoryError naming the field and a reason.
+
+    Malformed (the node is then unknown to the scheduler, never guessed): a quantity that is not a number or
+    is negative, a topology annotation that is not JSON or not the documented shape, an annotation listing
+    fewer whole GPUs than allocatable offers or GPUs of different products (or another product than the GFD
+    label), MIG slices that the labels or the product's MIG geometry contradict. An annotation listing *more*
+    GPUs than allocatable is the device plugin's view of an unhealthy GPU: allocatable wins and the topology
+    is dropped (unknown, neutral score)."""
+    if not isinstance(obj, dict):
+        raise InventoryError("node: must be an object", "malformed")
     meta = obj.get("metadata") or {}
+    if not isinstance(meta, dict):
+        raise InventoryError("node: metadata must be an object", "malformed")
     name = meta.get("name")
     if not isinstance(name, str) or not name:
-        raise InventoryError("node: metadata.name missing")
-    labels: dict[str, str] = meta.get("labels") or {}
-    annotations: dict[str, str] = meta.get("annotations") or {}
-    status = obj.get("status") or {}
+        raise InventoryError("node: metadata.name missing", "malformed")
+    labels: dict[str, str] = _dict_field(meta, "labels", f"node {name}: metadata")
+    annotations: dict[str, str] = _dict_field(meta, "annotations", f"node {name}: metadata")
+    status = _dict_field(obj, "status", f"node {name}")
     alloc: dict[str, Any] = status.get("allocatable") or status.get("capacity") or {}
-    cpu = milli(alloc["cpu"], f"node {name}: allocatable.cpu") if "cpu" in alloc else 0
-    mem = mib(alloc["memory"], f"node {name}: allocatable.memory") if "memory" in alloc else 0
-    mig = {
-        k[len(MIG_PREFIX) :]: count(v, f"node {name}: allocatable.{k}")
-        for k, v in alloc.items()
-        if k.startswith(MIG_PREFIX)
-    }
-    alloc_gpus = (
-        count(alloc[GPU_RESOURCE], f"node {name}: allocatable.{GPU_RESOURCE}")
-        if GPU_RESOURCE in alloc
-        else None
-    )
+    if not isinstance(alloc, dict):
+        raise InventoryError(f"node {name}: status.allocatable must be an object", "malformed")
+
+    def amount(key: str, parse: Callable[[Any, str], int]) -> int:
+        value = parse(alloc[key], f"node {name}: allocatable.{key}")
+        if value < 0:
+            raise InventoryError(
+                f"node {name}: allocatable.{key} is negative: {alloc[key]!r}", "negative_allocatable"
+            )
+        return value
+
+    cpu = amount("cpu", milli) if "cpu" in alloc else 0
+    mem = amount("memory", mib) if "memory" in alloc else 0
+    mig = {k[len(MIG_PREFIX) :]: amount(k, count) for k in alloc if k.startswith(MIG_PREFIX)}
+    alloc_gpus = amount(GPU_RESOURCE, count) if GPU_RESOURCE in alloc else None
+    shared = amount(SHARED_GPU_RESOURCE, count) if SHARED_GPU_RESOURCE in alloc else None
     sharing, replicas = _sharing(labels)
     if sharing != "none":
         # the device plugin advertises GPUs x replicas (under nvidia.com/gpu.shared with renameByDefault);
         # our columns are the physical GPUs
-        shared = alloc.get(SHARED_GPU_RESOURCE)
         if shared is not None and not alloc_gpus:
-            alloc_gpus = count(shared, f"node {name}: allocatable.{SHARED_GPU_RESOURCE}")
+            alloc_gpus = shared
         if alloc_gpus is not None:
             alloc_gpus //= replicas
 
-    product = labels.get("nvidia.com/gpu.product", "")
-    if product.endswith("-SHARED"):  # GFD marks shared GPUs in the product label (renameByDefault: false)
-        product = product[: -len("-SHARED")]
+    label_product = _label_product(labels)
+    product = label_product
     gpu_mem = int(labels["nvidia.com/gpu.memory"]) if labels.get("nvidia.com/gpu.memory", "").isdigit() else 0
     links: tuple[tuple[str, ...], ...] | None = None
     phys: tuple[int, ...] = ()
     allocated: frozenset[int] = frozenset()
     source = "labels"
     raw = annotations.get(ANN_TOPOLOGY)
-    topo: dict[str, Any] | None = None
-    if raw:
-        try:
-            topo = _node_topology(name, raw)
-        except InventoryError:
-            topo = None  # the caller logs nothing per request; the labels still describe the node
+    topo = _node_topology(name, raw) if raw else None
     if topo is not None:
         source = "annotation"
-        gpus = [g for g in topo["gpus"] if isinstance(g, dict)]
+        gpus: list[dict[str, Any]] = topo["gpus"]
         whole = [g for g in gpus if not g.get("migEnabled")]
         phys = tuple(int(g.get("index", i)) for i, g in enumerate(whole))
         allocated = frozenset(int(g.get("index", i)) for i, g in enumerate(whole) if g.get("allocated"))
-        if whole:
-            product = str(whole[0].get("product") or product)
-            mems = [int(g["memoryMiB"]) for g in whole if isinstance(g.get("memoryMiB"), int | float)]
-            gpu_mem = min(mems) if mems else gpu_mem
-        elif gpus:
-            product = str(gpus[0].get("product") or product)
-            mems = [int(g["memoryMiB"]) for g in gpus if isinstance(g.get("memoryMiB"), int | float)]
+        described = whole or gpus
+        products = {normalise_product(p) for g in described if (p := g.get("product"))}
+        if len(products) > 1:
+            raise InventoryError(
+                f"node {name}: annotation {ANN_TOPOLOGY} lists GPUs of different products: "
+                + ", ".join(sorted(products)),
+                "unknown_product",
+            )
+        if products and label_product and normalise_product(label_product) not in products:
+            raise InventoryError(
+                f"node {name}: annotation {ANN_TOPOLOGY} says {products.pop()}, label "
+                f"nvidia.com/gpu.product says {label_product}",
+                "unknown_product",
+            )
+        if described:
+            product = str(described[0].get("product") or product)
+            mems = [int(g["memoryMiB"]) for g in described if g.get("memoryMiB") is not None]
             gpu_mem = min(mems) if mems else gpu_mem
         matrix = topo.get("links")
         all_index = [int(g.get("index", i)) for i, g in enumerate(gpus)]
-        if isinstance(matrix, list) and len(matrix) == len(gpus) and phys:
-            pos = {p: all_index.index(p) for p in phys if p in all_index}
-            try:
-                links = tuple(tuple(str(matrix[pos[a]][pos[b]]).strip() for b in phys) for a in phys)
-            except (KeyError, IndexError, TypeError):
-                links = None
+        if isinstance(matrix, list) and phys:
+            pos = {p: all_index.index(p) for p in phys}
+            links = tuple(tuple(str(matrix[pos[a]][pos[b]]).strip() for b in phys) for a in phys)
+        if alloc_gpus is not None and alloc_gpus > len(phys):
+            raise InventoryError(
+                f"node {name}: allocatable {GPU_RESOURCE} offers {alloc_gpus} whole GPUs, annotation "
+                f"{ANN_TOPOLOGY} lists {len(phys)}",
+                "topology_mismatch",
+            )
+    _check_mig(name, labels, mig, product)
     gpu_count = alloc_gpus if alloc_gpus is not None else len(phys)
     gfd_count = labels.get("nvidia.com/gpu.count", "")
     if (
@@ -222,8 +353,14 @@ def parse_node(obj: dict[str, Any]) -> NodeInfo:
         and labels.get("nvidia.com/mig.strategy", "none") == "none"
     ):
         gpu_count = int(gfd_count)
+    if max(gpu_count, len(phys)) > MAX_GPUS_PER_NODE:
+        raise InventoryError(
+            f"node {name}: {max(gpu_count, len(phys))} GPUs on one node (at most {MAX_GPUS_PER_NODE})",
+            "too_many_gpus",
+        )
     if len(phys) != gpu_count:
-        # the device plugin and the agent disagree: trust allocatable, never guess a topology
+        # the device plugin reports fewer GPUs than the agent (one unhealthy): trust allocatable, never guess
+        # a topology
         phys = tuple(range(gpu_count))
         links = None
         allocated = frozenset(a for a in allocated if a < gpu_count)
@@ -335,8 +472,12 @@ def parse_pod(obj: dict[str, Any], gpu_milli_per_gpu: int = GPU_MILLI) -> PodAsk
     for i, c in enumerate(inits):
         for k, v in _sum_resources([c], f"Pod.spec.initContainers[{i}]").items():
             total[k] = max(total.get(k, Decimal(0)), v)
-    ann: dict[str, Any] = meta.get("annotations") or {}
-    labels: dict[str, Any] = meta.get("labels") or {}
+    for k, v in total.items():
+        if v < 0:
+            raise InventoryError(f"Pod.spec.containers: resources.{k} is negative: {v}", "negative_request")
+        _amount(v * (1000 if k == "cpu" else 1), f"Pod.spec.containers: resources.{k}")
+    ann: dict[str, Any] = _dict_field(meta, "annotations", "Pod.metadata")
+    labels: dict[str, Any] = _dict_field(meta, "labels", "Pod.metadata")
     gpus = math.floor(total.get(GPU_RESOURCE, Decimal(0)) + total.get(SHARED_GPU_RESOURCE, Decimal(0)))
     mig = tuple(
         sorted(
@@ -346,7 +487,14 @@ def parse_pod(obj: dict[str, Any], gpu_milli_per_gpu: int = GPU_MILLI) -> PodAsk
         )
     )
     mem_ann = ann.get(ANN_GPU_MEMORY)
-    gpu_mem = mib(mem_ann, f"Pod.metadata.annotations.{ANN_GPU_MEMORY}") if mem_ann else 0
+    try:
+        gpu_mem = mib(mem_ann, f"Pod.metadata.annotations.{ANN_GPU_MEMORY}") if mem_ann else 0
+    except InventoryError as exc:
+        raise InventoryError(str(exc), "bad_annotation") from exc
+    if gpu_mem < 0:
+        raise InventoryError(
+            f"Pod.metadata.annotations.{ANN_GPU_MEMORY}: negative: {mem_ann!r}", "bad_annotation"
+        )
     products = tuple(
         normalise_product(p) for p in str(ann.get(ANN_GPU_PRODUCT) or "").split(",") if p.strip()
     )
@@ -359,7 +507,7 @@ def parse_pod(obj: dict[str, Any], gpu_milli_per_gpu: int = GPU_MILLI) -> PodAsk
         group_min = int(raw_min)
     except (TypeError, ValueError) as exc:
         raise InventoryError(
-            f"Pod.metadata.annotations.{ANN_POD_GROUP_MIN}: not an integer: {raw_min!r}"
+            f"Pod.metadata.annotations.{ANN_POD_GROUP_MIN}: not an integer: {raw_min!r}", "bad_annotation"
         ) from exc
     share, invalid = _gpu_share(ann, gpus)
     req = PodRequest(

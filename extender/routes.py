@@ -8,9 +8,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict
 from typing import Any
 
@@ -21,15 +23,24 @@ from prometheus_client import Counter, Histogram
 from pydantic import ValidationError
 
 from app.metrics import REGISTRY
+from app.openapi import ERRORS, request_body
 from extender.inventory import InventoryError, PodAsk, parse_pod
 from extender.service import ExtenderService
-from extender.wire import ExtenderArgs, ExtenderBindingArgs, canonical_keys, filter_result
+from extender.wire import (
+    ExtenderArgs,
+    ExtenderBindingArgs,
+    ExtenderBindingResult,
+    ExtenderFilterResult,
+    HostPriority,
+    canonical_keys,
+    filter_result,
+)
 
 log = logging.getLogger(__name__)
 
 REQUESTS = Counter(
     "gpu_autoscaler_extender_requests_total",
-    "Scheduler-extender calls by verb and outcome (ok, passthrough, bad_request, error)",
+    "Scheduler-extender calls by verb and outcome (ok, passthrough, bad_request, error, timeout)",
     ["verb", "outcome"],
     registry=REGISTRY,
 )
@@ -97,15 +108,19 @@ def _json(content: Any) -> Response:
 
 
 def _filter_error(args: ExtenderArgs, exc: Exception) -> Any:
-    log.exception("extender filter failed")
-    return filter_result(
-        nodes=None, node_names=None, failed={}, unresolvable={}, error=f"extender internal error: {exc}"
-    )
+    log.error("extender filter failed", exc_info=exc)
+    why = str(exc) if isinstance(exc, TimeoutError) else f"extender internal error: {exc}"
+    return filter_result(nodes=None, node_names=None, failed={}, unresolvable={}, error=why)
 
 
 def _prioritize_error(args: ExtenderArgs, exc: Exception) -> Any:
-    log.exception("extender prioritize failed; answering Score 0 for every node")
+    log.error("extender prioritize failed; answering Score 0 for every node", exc_info=exc)
     return [{"Host": n, "Score": 0} for n in ExtenderService._input_names(args)]
+
+
+#: decisions run here, one at a time (they serialise on the node state's lock anyway), so the event loop
+#: can answer `Error` when one overruns its budget instead of hanging with it
+_DECIDER = ThreadPoolExecutor(max_workers=1, thread_name_prefix="extender-decide")
 
 
 async def _answer(
@@ -113,8 +128,10 @@ async def _answer(
     request: Request,
     decide: Callable[[ExtenderArgs, PodAsk], Any],
     on_error: Callable[[ExtenderArgs, Exception], Any],
+    budget_s: float,
 ) -> Response:
-    """One verb: parse (400 naming the field), decide, serialise; outcome and latency are always counted."""
+    """One verb: parse (400 naming the field), decide within the budget, serialise; outcome and latency are
+    always counted. Over budget -> the filter's `Error` / Score 0 for every node, never a hang."""
     start = time.perf_counter()
     outcome = "ok"
     try:
@@ -124,8 +141,15 @@ async def _answer(
             outcome = "bad_request"
             return JSONResponse({"error": str(exc)}, status_code=400)
         outcome = "ok" if ask.wants_gpu else "passthrough"
+        remaining = budget_s - (time.perf_counter() - start)
         try:
-            result = decide(args, ask)
+            if remaining <= 0:
+                raise TimeoutError()
+            work = asyncio.get_running_loop().run_in_executor(_DECIDER, decide, args, ask)
+            result = await asyncio.wait_for(work, timeout=remaining)
+        except TimeoutError:
+            outcome = "timeout"
+            result = on_error(args, TimeoutError(f"extender: no answer within its {budget_s:g}s budget"))
         except Exception as exc:
             outcome = "error"
             result = on_error(args, exc)
@@ -135,20 +159,34 @@ async def _answer(
         DURATION.labels(verb).observe(time.perf_counter() - start)
 
 
-def build_router(get_service: Callable[[], ExtenderService]) -> APIRouter:
+def build_router(get_service: Callable[[], ExtenderService], budget_s: float = 4.0) -> APIRouter:
     router = APIRouter(tags=["scheduler-extender"])
 
-    @router.post("/filter")
+    @router.post(
+        "/filter",
+        responses={200: {"model": ExtenderFilterResult, "description": "ExtenderFilterResult"}, **ERRORS},
+        openapi_extra=request_body(ExtenderArgs, "kube-scheduler ExtenderArgs (Nodes or NodeNames)"),
+    )
     async def filter_verb(request: Request) -> Response:
-        return await _answer("filter", request, lambda a, p: get_service().filter(a, p), _filter_error)
-
-    @router.post("/prioritize")
-    async def prioritize_verb(request: Request) -> Response:
         return await _answer(
-            "prioritize", request, lambda a, p: get_service().prioritize(a, p), _prioritize_error
+            "filter", request, lambda a, p: get_service().filter(a, p), _filter_error, budget_s
         )
 
-    @router.post("/bind")
+    @router.post(
+        "/prioritize",
+        responses={200: {"model": list[HostPriority], "description": "HostPriorityList"}, **ERRORS},
+        openapi_extra=request_body(ExtenderArgs, "kube-scheduler ExtenderArgs (Nodes or NodeNames)"),
+    )
+    async def prioritize_verb(request: Request) -> Response:
+        return await _answer(
+            "prioritize", request, lambda a, p: get_service().prioritize(a, p), _prioritize_error, budget_s
+        )
+
+    @router.post(
+        "/bind",
+        responses={200: {"model": ExtenderBindingResult, "description": "ExtenderBindingResult"}, **ERRORS},
+        openapi_extra=request_body(ExtenderBindingArgs, "kube-scheduler ExtenderBindingArgs (binder mode)"),
+    )
     async def bind_verb(request: Request) -> Response:
         """Binder mode (`bindVerb: bind`): ExtenderBindingArgs in, ExtenderBindingResult out."""
         start = time.perf_counter()

@@ -18,7 +18,7 @@ from extender.decision_log import DecisionLog
 from extender.fragmentation import TypicalPodLearner
 from extender.gang import gang_reason
 from extender.inventory import ANN_GPU_INDEX, InventoryError, PodAsk, parse_pod
-from extender.view_adapter import NodeStateAdapter
+from extender.view_adapter import NodeStateAdapter, node_name
 from extender.wire import ExtenderArgs, ExtenderBindingArgs, filter_result
 
 log = logging.getLogger("extender.decisions")
@@ -68,11 +68,11 @@ class ExtenderService:
         if args.NodeNames is not None:
             rows, known, unknown = ad.rows_for(args.NodeNames)
             return _Request(
-                ask, list(args.NodeNames), None, rows, known, dict.fromkeys(unknown, UNKNOWN_NODE), True
+                ask, list(args.NodeNames), None, rows, known, {n: ad.unknown_reason(n) for n in unknown}, True
             )
         items = args.Nodes.items if args.Nodes is not None else []
         row_list, names, bad = ad.ensure_nodes(items)
-        kept = [o for o in items if str(((o or {}).get("metadata") or {}).get("name") or "") not in bad]
+        kept = [o for o in items if node_name(o) not in bad]
         return _Request(ask, names, kept, np.asarray(row_list, dtype=np.int64), names, bad, False)
 
     def _remember(self, key: str, placement: Placement) -> None:
@@ -259,4 +259,4 @@ class ExtenderService:
         if args.NodeNames is not None:
             return list(args.NodeNames)
         items = args.Nodes.items if args.Nodes is not None else []
-        return [str(((o or {}).get("metadata") or {}).get("name") or "") for o in items]
+        return [node_name(o) for o in items]

@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 from prometheus_client import Counter
 
+from app.bad_objects import BAD, object_name
 from app.cluster.base import ClusterEvent, ClusterView
 from app.metrics import REGISTRY
 from extender.arrays import GPU_MILLI, IntArray, PodRequest
@@ -56,8 +57,16 @@ class Bound:
     placed: bool = False
 
 
+def node_name(obj: Any) -> str:
+    """A Node object's name, "" when the object is too broken to have one (never raises)."""
+    meta = obj.get("metadata") if isinstance(obj, dict) else None
+    return str(meta.get("name") or "") if isinstance(meta, dict) else ""
+
+
 def pod_key(obj: dict[str, Any]) -> str:
-    meta = obj.get("metadata") or {}
+    meta = (obj.get("metadata") if isinstance(obj, dict) else None) or {}
+    if not isinstance(meta, dict):
+        meta = {}
     return str(meta.get("uid") or f"{meta.get('namespace') or 'default'}/{meta.get('name')}")
 
 
@@ -91,6 +100,8 @@ class NodeStateAdapter:
         #: the fragmentation policy's learner: every GPU pod of the cluster (bound or pending) teaches it the
         #: workload's typical pods, so the first scheduling decision already knows the mix
         self.learner: TypicalPodLearner | None = None
+        #: nodes whose object cannot be read -> why (they are unknown: filtered out with this reason)
+        self.bad_nodes: dict[str, str] = {}
 
     # -- wiring ---------------------------------------------------------------------------------------
     def attach(self, view: ClusterView) -> None:
@@ -98,10 +109,18 @@ class NodeStateAdapter:
         with self.lock:
             self.view = view
             for pod in view.list("Pod"):  # pods first: each node then places its pods in one rebuild
-                self.upsert_pod(pod)
+                self._safely("Pod", pod, self.upsert_pod)
             for node in view.list("Node"):
-                self.upsert_node(node)
+                self._safely("Node", node, self.upsert_node)
         view.add_listener(self.on_event)
+
+    def _safely(self, kind: str, obj: dict[str, Any], apply: Callable[[dict[str, Any]], object]) -> None:
+        """One object must never stop the start: what no parser rule caught is reported like a bad object."""
+        try:
+            apply(obj)
+        except Exception as exc:
+            log.exception("extender: cannot apply object", extra={"kind": kind, "object": object_name(obj)})
+            BAD.report_exception(kind, obj, exc, source="extender")
 
     def detach(self) -> None:
         if self.view is not None:
@@ -113,12 +132,15 @@ class NodeStateAdapter:
             with self.lock:
                 if event.kind == "Node":
                     if event.type == "DELETED":
-                        self.remove_node(str((event.obj.get("metadata") or {}).get("name")))
+                        name = str((event.obj.get("metadata") or {}).get("name"))
+                        self.remove_node(name)
+                        self._mark_good(name)
                     else:
                         self.upsert_node(event.obj)
                 elif event.kind == "Pod":
                     if event.type == "DELETED":
                         self.remove_pod(event.obj)
+                        BAD.clear("Pod", object_name(event.obj))
                     else:
                         self.upsert_pod(event.obj)
         except Exception:  # a bad object must not break the watch
@@ -139,8 +161,47 @@ class NodeStateAdapter:
                 self._parsed[key] = info
         return info
 
-    def upsert_node(self, obj: dict[str, Any]) -> int:
-        return self.upsert_node_info(self.parse_cached(obj))
+    def upsert_node(self, obj: dict[str, Any]) -> int | None:
+        """Apply a Node object; a malformed one is reported and removed from the state (None)."""
+        info = self._read_node(obj)
+        return None if info is None else self._apply_node(obj, info)
+
+    def _read_node(self, obj: Any) -> NodeInfo | None:
+        try:
+            return self.parse_cached(obj)
+        except Exception as exc:  # InventoryError names the field; anything else is a shape we never expected
+            self._mark_bad(obj, exc)
+            return None
+
+    def _apply_node(self, obj: Any, info: NodeInfo) -> int | None:
+        try:
+            row = self.upsert_node_info(info)
+        except Exception as exc:  # the state refused it (a value no parser rule caught)
+            self._mark_bad(obj, exc)
+            return None
+        self._mark_good(info.name)
+        return row
+
+    def _mark_bad(self, obj: Any, exc: Exception) -> None:
+        """Report once per resourceVersion, forget the node's capacity, remember why for the filter."""
+        detail = BAD.report_exception("Node", obj, exc, source="extender")
+        reason = exc.reason if isinstance(exc, InventoryError) else "unreadable"
+        meta = (obj.get("metadata") if isinstance(obj, dict) else None) or {}
+        name = str(meta.get("name") or "") if isinstance(meta, dict) else ""
+        if name:
+            with self.lock:
+                self._parsed.pop((name, str(meta.get("resourceVersion") or "")), None)
+                if name in self.infos or name in self.state.index:
+                    self.remove_node(name)
+                self.bad_nodes[name] = f"cannot read node ({reason}): {detail}"
+
+    def _mark_good(self, name: str) -> None:
+        if self.bad_nodes.pop(name, None) is not None:
+            BAD.clear("Node", name)
+
+    def unknown_reason(self, name: str) -> str:
+        """Why a node the scheduler names is not schedulable here: unreadable, or not in the view."""
+        return self.bad_nodes.get(name) or "node is not in the extender's cluster view"
 
     def upsert_node_info(self, info: NodeInfo) -> int:
         with self.lock:
@@ -170,15 +231,16 @@ class NodeStateAdapter:
         bad: dict[str, str] = {}
         with self.lock:
             for obj in items:
-                name = str(((obj or {}).get("metadata") or {}).get("name") or "")
-                try:
-                    info = self.parse_cached(obj)
-                except InventoryError as exc:
-                    bad[name] = f"cannot read node: {exc}"
+                name = node_name(obj)
+                info = self._read_node(obj)
+                row = self.state.index.get(info.name) if info is not None else None
+                if info is not None and (
+                    row is None or self.infos.get(info.name) is not info or not self.state.alive[row]
+                ):
+                    row = self._apply_node(obj, info)  # parsed objects are cached: `is` means unchanged
+                if info is None or row is None:
+                    bad[name] = self.unknown_reason(name)
                     continue
-                row = self.state.index.get(info.name)
-                if row is None or self.infos.get(info.name) is not info or not self.state.alive[row]:
-                    row = self.upsert_node_info(info)  # parsed objects are cached: `is` means unchanged
                 rows.append(row)
                 names.append(info.name)
         return rows, names, bad
@@ -272,13 +334,18 @@ class NodeStateAdapter:
     # -- pods -----------------------------------------------------------------------------------------
     def upsert_pod(self, obj: dict[str, Any]) -> None:
         key = pod_key(obj)
-        spec = obj.get("spec") or {}
-        node = spec.get("nodeName")
-        phase = (obj.get("status") or {}).get("phase")
+        spec = obj.get("spec") if isinstance(obj, dict) else None
+        status = obj.get("status") if isinstance(obj, dict) else None
+        node = spec.get("nodeName") if isinstance(spec, dict) else None
+        phase = status.get("phase") if isinstance(status, dict) else None
         try:
             ask = parse_pod(obj)
-        except InventoryError as exc:
-            log.warning("extender: ignoring unreadable pod", extra={"pod": key, "error": str(exc)})
+        except Exception as exc:  # InventoryError names the field; anything else is a shape never expected
+            BAD.report_exception("Pod", obj, exc, source="extender")
+            with self.lock:  # a bound pod keeps what it held, unless this version says it let go
+                prev = self.bound.get(key)
+                if prev is not None and (prev.node != node or phase in TERMINAL_PHASES):
+                    self._unbind(key)
             return
         with self.lock:
             if self.learner is not None and ask.req.wants_gpu and phase not in TERMINAL_PHASES:
@@ -349,7 +416,7 @@ class NodeStateAdapter:
         with self.lock:
             self._unbind(key)
             self.forget_assumed(key)
-            with contextlib.suppress(InventoryError):
+            with contextlib.suppress(Exception):  # an unreadable pod joined no group
                 self._forget_group(parse_pod(obj), key)
 
     def _forget_group(self, ask: PodAsk, key: str) -> None:
@@ -460,18 +527,19 @@ class NodeStateAdapter:
 
     # -- queries -----------------------------------------------------------------------------------------
     def rows_for(self, names: Iterable[str]) -> tuple[IntArray, list[str], list[str]]:
-        """Rows of the known names (input order kept) and the names we do not know."""
+        """Rows of the known names (input order kept) and the names we do not know (or cannot read)."""
         index = self.state.index
         given = list(names)
         got = list(map(index.get, given))  # one C-level pass; the per-name loop only when some are unknown
-        if None not in got:
+        bad = self.bad_nodes
+        if None not in got and not bad:
             return np.array(got, dtype=np.int64), given, []
         rows: list[int] = []
         known: list[str] = []
         unknown: list[str] = []
         for name in given:
             r = index.get(name)
-            if r is None:
+            if r is None or name in bad:
                 unknown.append(name)
             else:
                 rows.append(r)

@@ -57,6 +57,12 @@ class ExtenderBindingArgs(BaseModel):
     Node: str = Field(min_length=1)
 
 
+class ExtenderBindingResult(BaseModel):
+    """Reply of /bind: `Error` empty when the pod was bound."""
+
+    Error: str = ""
+
+
 class HostPriority(BaseModel):
     Host: str
     Score: int = Field(ge=MIN_EXTENDER_PRIORITY, le=MAX_EXTENDER_PRIORITY)

@@ -1,8 +1,10 @@
-"""The real Prometheus server for integration tests: fake exporters on loopback, scraped every second.
+"""The real Prometheus server for integration tests (`make prometheus` installs it and promtool).
 
-`Exporters` serves one /metrics/<name> per registry the test fills (vLLM pods, a gateway, DCGM…); a name
-in `broken` answers 500, so Prometheus marks its series stale as after a real scrape failure.
-`prometheus(tmp_path, port, jobs)` starts the server (`make prometheus` installs it) and yields its URL.
+`PrometheusServer` starts one on a free port over a config and a data folder, ready when `/-/ready` answers,
+stopped (and restartable over the same data) by the test. `Exporters` serves one /metrics/<name> per registry
+the test fills (vLLM pods, a gateway, DCGM…); a name in `broken` answers 500, so Prometheus marks its series
+stale as after a real scrape failure. `prometheus(tmp_path, jobs)` scrapes those every second and yields the
+server's URL.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 
 PROMETHEUS = shutil.which("prometheus") or "/usr/bin/prometheus"
+PROMTOOL = shutil.which("promtool") or "/usr/bin/promtool"
 needs_prometheus = pytest.mark.skipif(
     not Path(PROMETHEUS).exists(), reason="needs the prometheus server binary (make prometheus installs it)"
 )
@@ -73,10 +76,55 @@ def job(name: str, port: int, labels: dict[str, str] | None = None) -> str:
         labels: {{{extra}}}"""
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+class PrometheusServer:
+    def __init__(self, config: Path, data: Path, *args: str) -> None:
+        self.config = config
+        self.data = data
+        self.args = args
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self, timeout: float = 30.0) -> str:
+        self.proc = subprocess.Popen(
+            [
+                PROMETHEUS,
+                f"--config.file={self.config}",
+                f"--storage.tsdb.path={self.data}",
+                f"--web.listen-address=127.0.0.1:{self.port}",
+                *self.args,
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                if httpx.get(f"{self.url}/-/ready", timeout=1).status_code == 200:
+                    return self.url
+            except httpx.TransportError:
+                pass
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                self.stop()
+                err = self.proc.stderr.read().decode()[-2000:] if self.proc.stderr else ""
+                raise RuntimeError(f"prometheus did not start: {err}")
+            time.sleep(0.2)
+
+    def stop(self) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
 
 
 @contextmanager
@@ -85,34 +133,12 @@ def prometheus(tmp_path: Path, jobs: list[str]) -> Iterator[str]:
     cfg = tmp_path / "prometheus.yml"
     body = "\n".join(jobs)
     cfg.write_text(f"global:\n  scrape_interval: 1s\n  scrape_timeout: 900ms\nscrape_configs:\n{body}\n")
-    port = _free_port()
-    proc = subprocess.Popen(
-        [
-            PROMETHEUS,
-            f"--config.file={cfg}",
-            f"--storage.tsdb.path={tmp_path / 'data'}",
-            f"--web.listen-address=127.0.0.1:{port}",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    url = f"http://127.0.0.1:{port}"
+    server = PrometheusServer(cfg, tmp_path / "data")
     try:
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                if httpx.get(f"{url}/-/ready", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                err = proc.stderr.read().decode()[-2000:] if proc.stderr else ""
-                pytest.fail(f"prometheus did not start: {err}")
-            time.sleep(0.2)
-        yield url
+        server.start(timeout=20)
+    except RuntimeError as exc:
+        pytest.fail(str(exc))
+    try:
+        yield server.url
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        server.stop()

@@ -22,8 +22,9 @@ from prometheus_client import Counter
 
 from app.cost.budgets import BudgetStatus, ScopeKey
 from app.metrics import REGISTRY
+from app.openapi import ERRORS, request_body
 from extender.inventory import InventoryError, parse_pod
-from webhook.models import AdmissionResponse, AdmissionReview, ReviewError, parse_review
+from webhook.models import AdmissionResponse, AdmissionReview, AdmissionReviewOut, ReviewError, parse_review
 
 log = logging.getLogger(__name__)
 
@@ -87,7 +88,11 @@ def build_router(
 ) -> APIRouter:
     router = APIRouter(tags=["webhook"])
 
-    @router.post("/validate-budget")
+    @router.post(
+        "/validate-budget",
+        responses={200: {"model": AdmissionReviewOut, "description": "AdmissionReview v1 answer"}, **ERRORS},
+        openapi_extra=request_body(AdmissionReview, "AdmissionReview v1 of a Pod (validating)"),
+    )
     async def validate_budget(request: Request) -> Response:
         status, payload = handle(await request.body(), states(), enforce, where)
         return Response(json.dumps(payload, separators=(",", ":")), status, media_type="application/json")

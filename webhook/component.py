@@ -15,6 +15,7 @@ from typing import Any
 from fastapi import APIRouter
 from prometheus_client import Counter, Histogram
 
+from app.bad_objects import BAD
 from app.context import AppContext
 from app.gpu.mig import offered_profiles
 from app.metrics import REGISTRY
@@ -61,7 +62,10 @@ class WebhookComponent:
             sharing_strategy=settings.sharing_strategy,
         )
         self.history = UsageHistory(
-            None, ttl=settings.history_cache_ttl_seconds, timeout=settings.history_timeout_seconds
+            None,
+            ttl=settings.history_cache_ttl_seconds,
+            timeout=settings.history_timeout_seconds,
+            reprobe=settings.history_reprobe_seconds,
         )
         self._ctx: AppContext | None = None
         self._offers: tuple[int, dict[str, frozenset[str]]] = (-1, {})
@@ -109,7 +113,11 @@ class WebhookComponent:
         cluster = self._ctx.cluster
         gen, cached = self._offers
         if gen != cluster.generation:
-            cached = offered_profiles(cluster.list("Node"))
+            nodes = cluster.list("Node")
+            try:
+                cached = offered_profiles(nodes)
+            except Exception:  # one malformed Node: read the others, report it
+                cached = _offers_skipping_bad(nodes)
             self._offers = (cluster.generation, cached)
         return cached
 
@@ -150,6 +158,21 @@ class WebhookComponent:
             return None
         labels: Mapping[str, str] = (ns.get("metadata") or {}).get("labels") or {}
         return labels
+
+    def over_budget(self, body: bytes, budget_s: float) -> tuple[int, dict[str, Any]]:
+        """The answer when a review overran its budget: allowed, unchanged, with a warning saying so."""
+        try:
+            review = parse_review(json.loads(body))
+        except (ValueError, ReviewError) as exc:
+            return 400, {"error": f"body: {exc}"}
+        MUTATIONS.labels("timeout", "none").inc()
+        log.warning("webhook review over budget; admitted unchanged", extra={"uid": review.request.uid})
+        response = fail_open(review.request.uid, f"no decision within {budget_s:g}s; pod left unchanged")
+        return 200, {
+            "apiVersion": review.apiVersion,
+            "kind": "AdmissionReview",
+            "response": response.model_dump(exclude_none=True),
+        }
 
     # -- one review ------------------------------------------------------------------------------
     async def handle(self, body: bytes) -> tuple[int, dict[str, Any]]:
@@ -198,3 +221,17 @@ class WebhookComponent:
             "response": response.model_dump(exclude_none=True),
         }
         return 200, out
+
+
+def _offers_skipping_bad(nodes: list[dict[str, Any]]) -> dict[str, frozenset[str]]:
+    """`offered_profiles` node by node, leaving out (and reporting) the nodes it cannot read."""
+    merged: dict[str, set[str]] = {}
+    for node in nodes:
+        try:
+            one = offered_profiles([node])
+        except Exception as exc:
+            BAD.report_exception("Node", node, exc, source="webhook")
+            continue
+        for product, profiles in one.items():
+            merged.setdefault(product, set()).update(profiles)
+    return {k: frozenset(v) for k, v in merged.items()}

@@ -2,8 +2,11 @@
 
 Admission must stay fast whatever Prometheus does, so `UsageHistory.lookup` answers from a TTL cache, serves
 stale entries while refreshing them in the background, and waits at most `timeout` seconds for a first fetch
-(the fetch carries on and fills the cache for the next pod). The source is a `HistorySource` protocol: the
-Prometheus one (httpx) in production, a recorded one in tests and the demo.
+(the fetch carries on and fills the cache for the next pod). A first fetch that times out or fails opens a
+circuit: while Prometheus stays down, slow or garbled, lookups of workloads not in the cache answer at once
+("error", history unavailable) instead of each paying the timeout, and a background probe closes the circuit
+when Prometheus answers again. The source is a `HistorySource` protocol: the Prometheus one (httpx) in
+production, a recorded one in tests and the demo.
 """
 
 from __future__ import annotations
@@ -19,12 +22,25 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
 import httpx
+from prometheus_client import Counter, Gauge
 
 from app.gpu.mig import mig_compute_fraction
+from app.metrics import REGISTRY
 from app.prometheus import query_vector
 from webhook.mig import Usage
 
 log = logging.getLogger(__name__)
+
+CIRCUIT_OPEN = Gauge(
+    "gpu_autoscaler_webhook_history_circuit_open",
+    "1 while the usage-history source is unhealthy and first lookups answer at once without it",
+    registry=REGISTRY,
+)
+SHORT_CIRCUITED = Counter(
+    "gpu_autoscaler_webhook_history_short_circuited_total",
+    "History lookups answered at once because the source was unhealthy (circuit open)",
+    registry=REGISTRY,
+)
 
 FB_USED = "DCGM_FI_DEV_FB_USED"
 FB_FREE = "DCGM_FI_DEV_FB_FREE"
@@ -35,6 +51,8 @@ MIG_PROFILE = "GPU_I_PROFILE"
 APP_NAME_LABEL = "app.kubernetes.io/name"
 #: fewer samples than this over the window is not a history (one scrape at 30 s for 30 min)
 MIN_SAMPLES = 60
+#: connections to Prometheus for history queries (4 per lookup)
+HISTORY_CONNECTIONS = 16
 
 _CRONJOB_JOB = re.compile(r"^(?P<name>.+)-\d{8,}$")
 #: pod name patterns per owner kind (RE2, Prometheus anchors them); `{n}` is the escaped owner name
@@ -219,7 +237,14 @@ class PrometheusHistory:
         self.base_url = base_url.rstrip("/")
         self.window = window
         self.label = f"prometheus:{self.base_url}"
-        self._client = client or httpx.AsyncClient(timeout=httpx.Timeout(30.0, connect=5.0))
+        # a bounded pool: a cold cache (hundreds of new workloads at once) must not open hundreds of
+        # connections to Prometheus; lookups beyond it wait their `timeout` and answer without history
+        self._client = client or httpx.AsyncClient(
+            timeout=httpx.Timeout(30.0, connect=5.0),
+            limits=httpx.Limits(
+                max_connections=HISTORY_CONNECTIONS, max_keepalive_connections=HISTORY_CONNECTIONS
+            ),
+        )
 
     async def _query(self, promql: str) -> list[dict[str, Any]]:
         return await query_vector(self._client, self.base_url, promql)
@@ -228,6 +253,10 @@ class PrometheusHistory:
         queries = build_queries(key, self.window)
         results = await asyncio.gather(*(self._query(q) for q in queries.values()))
         return usage_from_vectors(dict(zip(queries, results, strict=True)))
+
+    async def probe(self) -> None:
+        """A query Prometheus answers in microseconds when healthy (the circuit's re-probe)."""
+        await self._query("vector(1)")
 
     async def aclose(self) -> None:
         await self._client.aclose()
@@ -265,15 +294,28 @@ class UsageHistory:
         error_ttl: float = 30.0,
         max_entries: int = 10_000,
         clock: Callable[[], float] = time.monotonic,
+        reprobe: float = 10.0,
+        max_fetches: int = HISTORY_CONNECTIONS // 4,
     ) -> None:
         self.source = source
         self.ttl = ttl
         self.timeout = timeout
         self.error_ttl = error_ttl
         self.max_entries = max_entries
+        self.reprobe = reprobe
         self._clock = clock
         self._cache: dict[WorkloadKey, _Entry] = {}
         self._inflight: dict[WorkloadKey, asyncio.Task[None]] = {}
+        #: why the source is unhealthy (None: circuit closed); `_probe_key` is re-fetched when the source
+        #: has no `probe()`
+        self.circuit: str | None = None
+        self._probe_key: WorkloadKey | None = None
+        self._prober: asyncio.Task[None] | None = None
+        #: fetches running at once; the rest wait (a refresh of hundreds of workloads whose entries expire
+        #: together must not become hundreds of concurrent Prometheus queries in the HTTP client's pool)
+        self._fetch_slots = asyncio.Semaphore(max_fetches)
+        #: workloads whose fetch holds a slot (is waiting on Prometheus, not on our own queue)
+        self._asking: dict[WorkloadKey, float] = {}  # fetch under way -> when it left the queue (loop time)
 
     @property
     def label(self) -> str:
@@ -283,6 +325,7 @@ class UsageHistory:
         """Swap the source (the demo plugs a recorded one in); the cache is dropped."""
         self.source = source
         self._cache.clear()
+        self._close_circuit()
 
     async def lookup(self, key: WorkloadKey) -> HistoryResult:
         if self.source is None:
@@ -293,20 +336,66 @@ class UsageHistory:
             entry.last_used = now
             fresh = now - entry.fetched < (self.ttl if entry.ok else self.error_ttl)
             if not fresh:
-                self._spawn(key)
+                self._spawn(key)  # in the background: admission does not wait, circuit open or not
             if not entry.ok:
                 return HistoryResult("error", {}, entry.note)
             return HistoryResult("hit" if fresh else "stale", entry.usage)
+        if self.circuit is not None:
+            SHORT_CIRCUITED.inc()
+            return HistoryResult("error", {}, f"history unavailable ({self.circuit}); re-probing")
         task = self._spawn(key)
         try:
             await asyncio.wait_for(asyncio.shield(task), timeout=self.timeout)
         except TimeoutError:
-            return HistoryResult("timeout", {}, f"history query took over {self.timeout:g}s")
+            note = f"history query took over {self.timeout:g}s"
+            started = self._asking.get(key)
+            loop_now = asyncio.get_running_loop().time()
+            if started is not None and loop_now - started >= self.timeout / 2:
+                # Prometheus itself has had most of the budget; time spent queued behind our own limit of
+                # concurrent fetches is not Prometheus being slow
+                self._open_circuit(key, note)
+            return HistoryResult("timeout", {}, note)
         entry = self._cache.get(key)
         if entry is None or not entry.ok:
             return HistoryResult("error", {}, entry.note if entry else "history fetch failed")
         entry.last_used = self._clock()
         return HistoryResult("miss", entry.usage)
+
+    # -- the circuit ----------------------------------------------------------------------------------
+    def _open_circuit(self, key: WorkloadKey, why: str) -> None:
+        self._probe_key = key
+        if self.circuit is None:
+            log.warning("history source unhealthy; circuit open", extra={"error": why, "source": self.label})
+        self.circuit = why
+        CIRCUIT_OPEN.set(1)
+        if self._prober is None or self._prober.done():
+            self._prober = asyncio.get_running_loop().create_task(self._reprobe(), name="history:reprobe")
+
+    def _close_circuit(self) -> None:
+        if self.circuit is not None:
+            log.info("history source healthy again; circuit closed", extra={"source": self.label})
+        self.circuit = None
+        CIRCUIT_OPEN.set(0)
+
+    async def _reprobe(self) -> None:
+        """Every `reprobe` seconds, one cheap request (bounded by the lookup timeout) until one succeeds."""
+        while self.circuit is not None:
+            await asyncio.sleep(self.reprobe)
+            source = self.source
+            if source is None:
+                self._close_circuit()
+                return
+            probe = getattr(source, "probe", None)
+            try:
+                if probe is not None:
+                    await asyncio.wait_for(probe(), timeout=max(self.timeout, 1.0))
+                elif self._probe_key is not None:
+                    await asyncio.wait_for(source.fetch(self._probe_key), timeout=max(self.timeout, 1.0))
+            except Exception as exc:
+                self.circuit = f"{type(exc).__name__}: {exc}"[:100] if str(exc) else type(exc).__name__
+                continue
+            if source is self.source:
+                self._close_circuit()
 
     def _spawn(self, key: WorkloadKey) -> asyncio.Task[None]:
         task = self._inflight.get(key)
@@ -321,11 +410,20 @@ class UsageHistory:
             if source is None:
                 return
             try:
-                usage = await source.fetch(key)
+                async with self._fetch_slots:  # a burst (TTL expiry, cold start) queues here, cheaply
+                    self._asking[key] = asyncio.get_running_loop().time()
+                    try:
+                        usage = await source.fetch(key)
+                    finally:
+                        self._asking.pop(key, None)
                 entry = _Entry(usage, self._clock(), True, "", self._clock())
+                if source is self.source:
+                    self._close_circuit()
             except Exception as exc:  # any source failure is cached briefly, never raised to admission
                 note = f"history unavailable: {type(exc).__name__}: {exc}"[:100]
                 log.warning("history fetch failed", extra={"workload": str(key), "error": note})
+                if source is self.source:
+                    self._open_circuit(key, note)
                 old = self._cache.get(key)
                 if old is not None and old.ok:  # keep serving the last good answer
                     old.fetched = self._clock() - self.ttl + self.error_ttl
@@ -348,7 +446,9 @@ class UsageHistory:
     def refresh_due(self) -> list[asyncio.Task[None]]:
         """Start refreshes for entries used lately that are close to expiry, so admission keeps hitting."""
         now = self._clock()
-        tasks = []
+        tasks: list[asyncio.Task[None]] = []
+        if self.circuit is not None:  # the probe finds out when it is worth asking again
+            return tasks
         for key, entry in list(self._cache.items()):
             recently_used = now - entry.last_used < 4 * self.ttl
             if recently_used and now - entry.fetched > 0.75 * self.ttl:
@@ -362,6 +462,10 @@ class UsageHistory:
             self.refresh_due()
 
     async def close(self) -> None:
+        if self._prober is not None:
+            self._prober.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._prober
         for task in list(self._inflight.values()):
             task.cancel()
         for task in list(self._inflight.values()):

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, ValidationError
 
 API_VERSION = "admission.k8s.io/v1"
 
@@ -41,7 +41,7 @@ class AdmissionRequest(_Lenient):
     userInfo: dict[str, Any] | None = None
     object: dict[str, Any] | None = None
     oldObject: dict[str, Any] | None = None
-    dryRun: bool | None = False
+    dryRun: StrictBool | None = False  # a bool on the wire; 0 or "yes" is not one
     options: dict[str, Any] | None = None
 
 
@@ -125,3 +125,11 @@ def parse_review(raw: Any) -> AdmissionReview:
         except ValidationError as exc:
             raise _first_error(exc, "request.object") from exc
     return review
+
+
+class AdmissionReviewOut(BaseModel):
+    """What /mutate answers: the review with `response` (uid echoed, allowed, optional JSONPatch)."""
+
+    apiVersion: Literal["admission.k8s.io/v1"]
+    kind: Literal["AdmissionReview"]
+    response: AdmissionResponse

@@ -26,8 +26,15 @@ import httpx
 from fastapi import APIRouter
 
 from app.autoscaler.collector import MetricsSnapshot, MetricsSource, NoSource, PrometheusSource
-from app.autoscaler.config import CapacityConfigSet, parse_capacity_config
-from app.autoscaler.exporter import CONFIG_ERRORS, CYCLE_SECONDS, Exporter
+from app.autoscaler.config import CapacityConfigSet, parse_capacity_config, unreadable_entries
+from app.autoscaler.exporter import (
+    CONFIG_ERRORS,
+    CONFIG_RELOAD_ERRORS,
+    CYCLE_SECONDS,
+    METRICS_LAST_SUCCESS,
+    METRICS_STALE,
+    Exporter,
+)
 from app.autoscaler.inventory import VariantInfo, build_variants, unresolved
 from app.autoscaler.queueing import max_rate, slo_view
 from app.autoscaler.saturation import (
@@ -106,6 +113,11 @@ class AutoscalerComponent:
         self.last_view: dict[tuple[str, str], dict[str, Any]] = {}
         self.last_snapshot: MetricsSnapshot | None = None
         self.last_zero: dict[tuple[str, str], ZeroInput] = {}
+        #: unix time of the newest snapshot fetched without error (0: none yet)
+        self.last_good_fetch = 0.0
+        #: a config was loaded once; `config_error` says why the latest ConfigMap change was not applied
+        self.config_loaded = False
+        self.config_error: str | None = None
         self.cycles = 0
         #: the scale-from-zero poll: counters and the last answer (shown by describe())
         self.wake: dict[str, Any] = {"polls": 0, "queries": 0, "queued": {}, "woken": 0, "error": None}
@@ -207,8 +219,20 @@ class AutoscalerComponent:
     def reload_config(self) -> CapacityConfigSet:
         """Re-read the capacity ConfigMap; skipped entries are logged, the rest apply at once."""
         assert self._ctx is not None
-        cm = self._ctx.cluster.get("ConfigMap", self.settings.capacity_config_name, self.settings.namespace)
-        self.configs = parse_capacity_config(None if cm is None else (cm.get("data") or {}))
+        name = self.settings.capacity_config_name
+        cm = self._ctx.cluster.get("ConfigMap", name, self.settings.namespace)
+        data = None if cm is None else (cm.get("data") or {})
+        broken = unreadable_entries(data) if isinstance(data, dict) else ["data: not a mapping"]
+        if broken and self.config_loaded:
+            self.config_error = "; ".join(broken)
+            CONFIG_RELOAD_ERRORS.labels(name).inc()
+            log.error(
+                "capacity config not reloaded: not valid YAML; the previous config stays",
+                extra={"configmap": name, "problems": broken},
+            )
+            return self.configs
+        self.configs = parse_capacity_config(data if isinstance(data, dict) else {})
+        self.config_loaded, self.config_error = True, None
         CONFIG_ERRORS.set(len(self.configs.errors))
         for err in self.configs.errors:
             log.warning(
@@ -282,6 +306,12 @@ class AutoscalerComponent:
             variants = [i.variant for i in infos]
             zero = await self._zero_inputs(variants)
             raw = enforce(decide(variants, self.configs, self.params, queueing), zero)
+            if snapshot.error is not None:  # never act on data we could not refresh
+                raw = [self._hold_last(d, snapshot) for d in raw]
+            else:
+                self.last_good_fetch = snapshot.fetched_at
+            METRICS_STALE.set(1 if snapshot.error is not None else 0)
+            METRICS_LAST_SUCCESS.set(self.last_good_fetch)
             decisions = [self._stabilize(d, now) for d in raw]
             self.stabilizer.forget({d.key for d in decisions})
             self.exporter.publish(decisions)
@@ -451,6 +481,17 @@ class AutoscalerComponent:
             f"scaled 0 -> 1 for model {v.model_id}: {'; '.join(d.reasons)}",
             min_interval_s=WAKE_MEMO_S,
         )
+
+    def _hold_last(self, d: Decision, snapshot: MetricsSnapshot) -> Decision:
+        """The metrics could not be refreshed: keep the variant's last decided size (its current size the
+        first time), say why. Old samples are never acted on twice."""
+        prev = next((p for p in self.last_decisions if p.key == d.key), None)
+        desired = prev.desired if prev is not None else d.variant.current
+        age = (
+            f", last good data {self.clock() - self.last_good_fetch:.0f}s old" if self.last_good_fetch else ""
+        )
+        why = f"hold last decision: metrics stale ({snapshot.error}{age})"
+        return replace(d, desired=desired, action=Action.HOLD, reasons=(why,), analysis=None)
 
     def run_cycle_threadsafe(self, timeout_s: float = 30.0) -> list[Decision]:
         """Run one cycle on the server's event loop from another thread (the demo drives cycles so)."""
@@ -634,10 +675,17 @@ class AutoscalerComponent:
                 "overrides": {f"{ns}/{m}": vars(c) for (ns, m), c in self.configs.overrides.items()},
                 "errors": list(self.configs.errors),
                 "warnings": list(self.configs.warnings),
+                "reload_error": self.config_error,
             },
             "metrics": None
             if snap is None
-            else {"fetched_at": snap.fetched_at, "pods": len(snap.pods), "error": snap.error},
+            else {
+                "fetched_at": snap.fetched_at,
+                "pods": len(snap.pods),
+                "error": snap.error,
+                "stale": snap.error is not None,
+                "last_success": self.last_good_fetch or None,
+            },
             "decisions": rows,
         }
 

@@ -244,6 +244,19 @@ def parse_capacity_config(data: Mapping[str, Any] | None) -> CapacityConfigSet:
     )
 
 
+def unreadable_entries(data: Mapping[str, Any] | None) -> list[str]:
+    """Entries that are not YAML at all: such a ConfigMap is a broken edit, and the previous config should
+    stay in force (an entry that parses but breaks a rule is skipped by `parse_capacity_config`)."""
+    out = []
+    for key, raw in sorted((data or {}).items()):
+        if isinstance(raw, str):
+            try:
+                yaml.safe_load(raw)
+            except yaml.YAMLError as exc:
+                out.append(f"entry {key!r}: not valid YAML: {str(exc).splitlines()[0]}")
+    return out
+
+
 def config_fields() -> list[str]:
     """YAML field names this config understands (for docs and error messages)."""
     names = {f.name for f in fields(CapacityConfig)}

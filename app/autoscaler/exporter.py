@@ -38,6 +38,22 @@ CONFIG_ERRORS = Gauge(
     "Capacity-config entries skipped or fallen back at the last reload",
     registry=REGISTRY,
 )
+CONFIG_RELOAD_ERRORS = Counter(
+    "gpu_autoscaler_config_reload_errors_total",
+    "ConfigMap updates that were not YAML: the previous config stayed in force",
+    ["configmap"],
+    registry=REGISTRY,
+)
+METRICS_STALE = Gauge(
+    "gpu_autoscaler_autoscaler_metrics_stale",
+    "1 while the last Prometheus fetch failed: decisions hold their last value until data is fresh again",
+    registry=REGISTRY,
+)
+METRICS_LAST_SUCCESS = Gauge(
+    "gpu_autoscaler_autoscaler_metrics_last_success_timestamp_seconds",
+    "Unix time of the last Prometheus fetch that succeeded (0: none yet)",
+    registry=REGISTRY,
+)
 VIEW_LABELS = ["variant_name", "namespace", "model_id"]
 PRED_TTFT = Gauge(
     "gpu_autoscaler_autoscaler_predicted_ttft_ms",

@@ -14,6 +14,7 @@ from typing import Any, Protocol
 from app.autoscaler.collector import MetricsSnapshot, PodSample
 from app.autoscaler.queueing import PerfParams
 from app.autoscaler.saturation import Replica, ReplicaMetrics, Variant
+from app.bad_objects import BAD
 from app.cluster.selectors import expression_matches
 
 log = logging.getLogger(__name__)
@@ -147,6 +148,69 @@ def _int(raw: Any, default: int | None) -> int | None:
         return default
 
 
+def _shape_problem(obj: Any, fields: Mapping[str, tuple[str, ...]]) -> str | None:
+    """The first field of `obj` that is not the documented shape: `fields` maps a dotted object path to the
+    JSON types allowed there ("dict", "str", "int", "list"); absent fields are fine."""
+    if not isinstance(obj, dict):
+        return "object is not a JSON object"
+    py = {"dict": dict, "str": str, "int": int, "list": list}
+    for path, kinds in fields.items():
+        value: Any = obj
+        for part in path.split("."):
+            value = value.get(part) if isinstance(value, dict) else None
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, tuple(py[k] for k in kinds)):
+            return f"{path} must be {' or '.join(kinds)}, got {type(value).__name__}"
+        if "int" in kinds and isinstance(value, int) and value < 0:
+            return f"{path} must be >= 0, got {value}"
+    return None
+
+
+_POD_SHAPE = {
+    "metadata": ("dict",),
+    "metadata.labels": ("dict",),
+    "status": ("dict",),
+    "metadata.name": ("str",),
+}
+_DEPLOYMENT_SHAPE = {
+    "metadata": ("dict",),
+    "spec": ("dict",),
+    "status": ("dict",),
+    "spec.selector": ("dict",),
+    "spec.replicas": ("int",),
+    "status.replicas": ("int",),
+}
+_VA_SHAPE = {
+    "metadata": ("dict",),
+    "metadata.labels": ("dict",),
+    "spec": ("dict",),
+    "spec.scaleTargetRef": ("dict",),
+    "spec.modelID": ("str",),
+    "spec.minReplicas": ("int",),
+    "spec.maxReplicas": ("int",),
+    "spec.modelProfile": ("dict",),
+}
+
+
+def readable(kind: str, objs: Iterable[Obj], shape: Mapping[str, tuple[str, ...]]) -> list[Obj]:
+    """The objects of the documented shape; the others are reported (once per version) and left out, so
+    one malformed object never costs the other variants their cycle."""
+    out = []
+    for obj in objs:
+        problem = _shape_problem(obj, shape)
+        if problem is None and kind == "VariantAutoscaling":
+            spec = obj.get("spec") or {}
+            lo, hi = spec.get("minReplicas"), spec.get("maxReplicas")
+            if isinstance(lo, int) and isinstance(hi, int) and hi < lo:
+                problem = f"spec.maxReplicas ({hi}) < spec.minReplicas ({lo})"
+        if problem is None:
+            out.append(obj)
+        else:
+            BAD.report(kind, obj, "malformed", problem, source="autoscaler")
+    return out
+
+
 def deployment_replicas(deploy: Obj) -> int:
     """WVA's current: `status.replicas`, else `spec.replicas` (a Deployment just scaled from 0 has no status
     replicas yet, but its spec already says 1)."""
@@ -157,7 +221,7 @@ def deployment_replicas(deploy: Obj) -> int:
 def unresolved(cluster: ObjectSource) -> list[tuple[Obj, str]]:
     """VariantAutoscalings the engine cannot use, with why (shown in their status)."""
     out: list[tuple[Obj, str]] = []
-    for va in cluster.list("VariantAutoscaling"):
+    for va in readable("VariantAutoscaling", cluster.list("VariantAutoscaling"), _VA_SHAPE):
         ns = str((va.get("metadata") or {}).get("namespace") or "")
         spec = va.get("spec") or {}
         target = spec.get("scaleTargetRef") or {}
@@ -176,9 +240,9 @@ def build_variants(
 ) -> list[VariantInfo]:
     """Every VariantAutoscaling whose target Deployment exists, with its pods and their samples
     (`with_pods=False`: replica counts only, for the frequent scale-from-zero poll)."""
-    index = PodIndex(cluster.list("Pod") if with_pods else ())
+    index = PodIndex(readable("Pod", cluster.list("Pod"), _POD_SHAPE) if with_pods else ())
     out: list[VariantInfo] = []
-    for va in cluster.list("VariantAutoscaling"):
+    for va in readable("VariantAutoscaling", cluster.list("VariantAutoscaling"), _VA_SHAPE):
         meta = va.get("metadata") or {}
         spec = va.get("spec") or {}
         ns, name = str(meta.get("namespace") or ""), str(meta.get("name") or "")
@@ -187,7 +251,7 @@ def build_variants(
         if not model_id or target.get("kind", "Deployment") != "Deployment":
             continue
         deploy = cluster.get("Deployment", str(target.get("name") or ""), ns)
-        if deploy is None:
+        if deploy is None or not readable("Deployment", [deploy], _DEPLOYMENT_SHAPE):
             continue
         dspec, dstatus = deploy.get("spec") or {}, deploy.get("status") or {}
         current = deployment_replicas(deploy)

@@ -14,7 +14,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
 
+from app.bad_objects import BAD
 from app.cluster.kinds import WATCHED
+from app.cluster.shape import shape_problem
 
 Obj = dict[str, Any]
 
@@ -35,7 +37,9 @@ class ClusterEvent:
 
 def object_key(obj: Obj) -> tuple[str, str]:
     """(namespace, name); cluster-scoped objects have namespace ''."""
-    meta = obj.get("metadata") or {}
+    meta = obj.get("metadata") if isinstance(obj, dict) else None
+    if not isinstance(meta, dict):
+        return "", ""
     return str(meta.get("namespace") or ""), str(meta.get("name") or "")
 
 
@@ -86,6 +90,8 @@ class ClusterView(abc.ABC):
         self._ready = threading.Event()
         #: bumps on every change; cheap staleness check for caches built from the view
         self.generation = 0
+        #: (kind, key) of objects refused for their structure (app/cluster/shape.py), reported in BAD
+        self._refused: set[tuple[str, tuple[str, str]]] = set()
 
     # -- lifecycle -----------------------------------------------------------------------------
     @abc.abstractmethod
@@ -164,6 +170,22 @@ class ClusterView(abc.ABC):
         if event.kind not in self._objects:
             return
         key = object_key(event.obj)
+        if event.type != "DELETED":
+            problem = shape_problem(event.kind, event.obj)
+            if problem is not None:  # structurally impossible: absent for every reader (its old version too)
+                BAD.report(event.kind, event.obj, "malformed", problem, source="view")
+                self._refused.add((event.kind, key))
+                with self._lock:
+                    prev = self._objects[event.kind].get(key)
+                if prev is None:
+                    return
+                event = ClusterEvent("DELETED", event.kind, prev)
+            elif (event.kind, key) in self._refused:
+                self._refused.discard((event.kind, key))
+                BAD.clear(event.kind, f"{key[0]}/{key[1]}" if key[0] else key[1])
+        elif (event.kind, key) in self._refused:
+            self._refused.discard((event.kind, key))
+            BAD.clear(event.kind, f"{key[0]}/{key[1]}" if key[0] else key[1])
         with self._lock:
             if event.type == "DELETED":
                 self._objects[event.kind].pop(key, None)

@@ -36,6 +36,7 @@ from app.cluster.base import (
     Obj,
     TooManyRequests,
 )
+from app.cluster.compact import compact
 from app.cluster.kinds import REGISTRY, kind_info
 
 log = logging.getLogger(__name__)
@@ -133,10 +134,17 @@ class ClientKubeApi:
 
     PAGE = 500
 
-    def __init__(self, api_client: Any, field_selectors: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        api_client: Any,
+        field_selectors: dict[str, str] | None = None,
+        transform: Callable[[str, Obj], Obj] | None = None,
+    ) -> None:
         from kubernetes import client
 
         self._client = api_client
+        #: applied to each listed object as its page arrives (the view's `compact`)
+        self._transform = transform
         self._core = client.CoreV1Api(api_client)
         self._apps = client.AppsV1Api(api_client)
         self._custom = client.CustomObjectsApi(api_client)
@@ -242,7 +250,10 @@ class ClientKubeApi:
             if token:
                 kw["_continue"] = token
             page = json.loads(fn(**kw).data)
-            items.extend(page.get("items") or [])
+            raw = page.get("items") or []
+            if self._transform is not None:
+                raw = [self._transform(kind, o) for o in raw]
+            items.extend(raw)
             meta = page.get("metadata") or {}
             rv = str(meta.get("resourceVersion") or rv)
             token = meta.get("continue")
@@ -392,7 +403,7 @@ class KubeCluster(ClusterView):
     def connect(self) -> None:
         """Build the API client now, so the CLI fails with one line before serving. Raises KubeConfigError."""
         if self._api is None:
-            self._api = ClientKubeApi(load_api_client(), self._field_selectors)
+            self._api = ClientKubeApi(load_api_client(), self._field_selectors, transform=compact)
 
     # -- lifecycle -------------------------------------------------------------------------------
     async def start(self) -> None:
@@ -504,6 +515,8 @@ class KubeCluster(ClusterView):
     # -- informer loop (runs in a thread per kind) -----------------------------------------------
     @staticmethod
     def _complete(kind: str, obj: Obj) -> Obj:
+        """What the view keeps (app/cluster/compact.py), with apiVersion and kind put back."""
+        obj = compact(kind, obj)
         obj.setdefault("apiVersion", API_VERSIONS.get(kind, "v1"))
         obj.setdefault("kind", kind)
         return obj

@@ -7,6 +7,7 @@ Read-only: it reads the other components' state and never writes to the cluster,
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import threading
@@ -95,8 +96,10 @@ class ConsoleComponent:
         if self._warmer is not None:
             await self._warmer.stop()
             self._warmer = None
-        # a cost pass in flight finishes in its own thread; never hold the event loop (and SIGTERM) for it
-        await asyncio.to_thread(self.money.wait, 1.0)
+        # a cost pass in flight finishes in its own thread; never hold the event loop (and SIGTERM) for it.
+        # At interpreter exit the default executor may be gone already: then there is nothing to wait in.
+        with contextlib.suppress(RuntimeError):
+            await asyncio.to_thread(self.money.wait, 1.0)
 
     async def _warm(self) -> None:
         # cost and savings walk every pod per node (seconds at 1,000 nodes): only while someone looks

@@ -139,7 +139,13 @@ def build_router(console: ConsoleComponent) -> APIRouter:
         vm = console.snapshot(_filters(product, namespace), sections=False).vm
         return _respond(request, json.dumps(vm, default=str), "application/json")
 
-    @router.get("/ui/gpu")
+    @router.get(
+        "/ui/gpu",
+        responses={
+            200: {"content": {"text/html": {}}, "description": "An HTML fragment with the GPU's details"},
+            404: {"content": {"text/html": {}}, "description": "No such node or GPU in the view"},
+        },
+    )
     def gpu(request: Request, node: str, gpu: str) -> Response:
         """One GPU's details (the map's click target): who holds it, its links, its use and waste."""
         details = console.get_gpu(node, gpu)
@@ -148,7 +154,13 @@ def build_router(console: ConsoleComponent) -> APIRouter:
             return _respond(request, text, "text/html; charset=utf-8", status=404)
         return _respond(request, render.render_fragment("gpu.html", **details), "text/html; charset=utf-8")
 
-    @router.get("/ui/decision")
+    @router.get(
+        "/ui/decision",
+        responses={
+            200: {"content": {"text/html": {}}, "description": "The decision as an HTML fragment or page"},
+            404: {"content": {"text/html": {}}, "description": "No longer among the recent decisions"},
+        },
+    )
     def decision(request: Request, key: str, fragment: bool = False) -> Response:
         """One scheduling decision: each node's score parts and the filter reasons (the page's script asks
         for the `fragment` when a decision is opened; without a script the link opens the whole page)."""

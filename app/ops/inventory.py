@@ -11,9 +11,10 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from app.bad_objects import BAD, object_name
 from app.cluster.base import parse_timestamp
 from app.gpu.mig import mig_compute_fraction
-from extender.inventory import ANN_TOPOLOGY, InventoryError, NodeInfo, parse_node, parse_pod
+from extender.inventory import ANN_TOPOLOGY, NodeInfo, parse_node, parse_pod
 from webhook.history import WorkloadKey, workload_key
 
 log = logging.getLogger(__name__)
@@ -152,17 +153,16 @@ def cluster_facts(
     for obj in nodes:
         try:
             facts = node_facts(obj)
-        except InventoryError as exc:
-            skipped.append(str(exc))
+        except Exception as exc:  # InventoryError names the field; anything else is a shape never expected
+            skipped.append(BAD.report_exception("Node", obj, exc, source="ops"))
             continue
         if facts is not None:
             out_nodes.append(facts)
     for obj in pods:
         try:
             pod = gpu_pod(obj)
-        except InventoryError as exc:
-            name = (obj.get("metadata") or {}).get("name", "?")
-            skipped.append(f"pod {name}: {exc}")
+        except Exception as exc:
+            skipped.append(f"pod {object_name(obj)}: {BAD.report_exception('Pod', obj, exc, source='ops')}")
             continue
         if pod is not None:
             out_pods.append(pod)

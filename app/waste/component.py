@@ -148,7 +148,8 @@ class WasteComponent:
         if self._ctx is None:
             return use
         pod = self._ctx.cluster.get("Pod", use.pod, use.namespace)
-        node = str(((pod or {}).get("spec") or {}).get("nodeName") or "")
+        spec = pod.get("spec") if isinstance(pod, dict) else None
+        node = str(spec.get("nodeName") or "") if isinstance(spec, dict) else ""
         return replace(use, node=node) if node and node != use.node else use
 
     async def cycle(self) -> list[WasteScore]:

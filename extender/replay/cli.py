@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from app.cli import CliError
+from app.cli import CliError, writable_folder
 from extender.replay import datasets, engine, output, variants
 from extender.replay.arrivals import Arrivals, generate, load_replay
 from extender.replay.engine import RunResult
@@ -181,6 +181,8 @@ def main(args: argparse.Namespace) -> int:
         args.replay = datasets.BUNDLED / "replay"
     if args.replay is not None and not args.replay.is_dir():
         raise CliError(f"--replay: {args.replay} is not a folder")
+    if args.out is not None:
+        writable_folder(args.out, "--out")  # before minutes of runs, not after
     if any(p.startswith("extender") for p in policies):
         _check_extender()
     try:

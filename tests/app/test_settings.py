@@ -53,7 +53,8 @@ ISSUE13_SAMPLES = {
 
 
 @pytest.mark.parametrize(
-    "name", sorted(set(Settings.model_fields) - {"tls_cert", "tls_key", "config", "prices_file"})
+    "name",
+    sorted(set(Settings.model_fields) - {"tls_cert", "tls_key", "tls_client_ca", "config", "prices_file"}),
 )
 def test_every_setting_reads_its_env_variable(
     name: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
@@ -91,8 +92,10 @@ def test_every_setting_reads_its_env_variable(
                 "version: v1\nmig-configs: {off: [{devices: all, mig-enabled: false}]}\n",
             )
         )
-    elif name in {"waste_window", "waste_flag_for"}:  # Prometheus durations
+    elif name in {"waste_window", "waste_flag_for", "history_window"}:  # Prometheus durations
         value = "7m"
+    elif name == "history_timeout_seconds":  # must stay below the webhook's budget
+        value = "0.5"
     monkeypatch.setenv(ENV_PREFIX + name.upper(), value)
     got = getattr(load_settings(), name)
     assert str(got) == value or float(got) == float(value)
@@ -112,6 +115,8 @@ BAD: list[tuple[str, dict[str, Any], str]] = [
     ("threshold above 1", {"mig_underuse_threshold": 2}, "invalid setting mig_underuse_threshold"),
     ("tls cert file missing", {"tls_cert": "/nope/cert.pem", "tls_key": "/nope/key.pem"}, "tls_cert"),
     ("not a duration", {"waste_flag_for": "5 minutes"}, "invalid setting waste_flag_for"),
+    ("history window not a duration", {"history_window": "banana"}, "invalid setting history_window"),
+    ("zero duration", {"waste_window": "0m"}, "invalid setting waste_window"),
     ("all weights zero", {"topology_weight": 0, "resource_weight": 0, "balance_weight": 0}, "weight"),
 ]
 

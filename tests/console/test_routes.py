@@ -236,8 +236,9 @@ def test_console_can_be_switched_off() -> None:
 
 
 def test_names_are_escaped(tmp_path: Path) -> None:
-    node = make_node("evil-0", gpus=2, product='H100"><img src=x onerror=alert(1)>')
-    node["metadata"]["labels"]["nvidia.com/gpu.product"] = "<script>alert(1)</script>"
+    evil = 'H100"><img src=x onerror=alert(1)><script>alert(1)</script>'
+    node = make_node("evil-0", gpus=2, product=evil)  # agent annotation and label agree (else: a bad node)
+    node["metadata"]["labels"]["nvidia.com/gpu.product"] = evil
     cluster_file = write_snapshot(tmp_path, [node])
     app = create_app(Settings(cluster=str(cluster_file)))
     with TestClient(app) as c:

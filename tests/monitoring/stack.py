@@ -50,7 +50,7 @@ from app.settings import Settings
 from app.waste.collector import WasteCollector
 from app.waste.component import WasteComponent
 from tests.monitoring.rules import prometheus_rules, records
-from tests.prometheus_server import PROMTOOL, PrometheusServer
+from tests.prom_server import PROMTOOL, PrometheusServer
 
 STEP = 60  # seconds between raw samples
 PRE_ROLL = 300  # history starts this long before the window the tests read

@@ -14,7 +14,7 @@ import pytest
 
 from app.cli import main
 from tests.monitoring.stack import BATCH_POD, Stack, build
-from tests.prometheus_server import PROMETHEUS, PROMTOOL
+from tests.prom_server import PROMETHEUS, PROMTOOL
 
 pytestmark = [
     pytest.mark.integration,

@@ -14,7 +14,7 @@ import yaml
 
 from app.cost import history
 from tests.monitoring.rules import HERE, alerts, prometheus_rules, records, write_rule_files
-from tests.prometheus_server import PROMTOOL
+from tests.prom_server import PROMTOOL
 
 needs_promtool = pytest.mark.skipif(
     not Path(PROMTOOL).exists(), reason="needs promtool (the Debian prometheus package: make prometheus)"

@@ -1,0 +1,65 @@
+"""The structural shape every object must have before the cluster view keeps it.
+
+A live API server validates objects against their schema, so `metadata.labels` is always a map of strings
+there; recorded files, a fake server or a buggy proxy can hand over anything. The view is the one place every
+object passes, so it refuses the structurally impossible here (reported once per version in
+`app.bad_objects`, then treated as absent) and every reader downstream may rely on the structure. Value
+problems (a negative GPU count, an annotation that is not JSON) stay with the reader that understands the
+value: it reports them the same way and treats that object as unknown.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+#: per kind: dotted path -> the JSON type it must have when present (lists: every item a dict)
+_DICTS = ("metadata", "spec", "status")
+_BY_KIND: dict[str, dict[str, type]] = {
+    "Node": {"status.allocatable": dict, "status.capacity": dict},
+    "Pod": {"spec.containers": list, "spec.initContainers": list, "spec.nodeName": str},
+}
+
+
+def _at(obj: dict[str, Any], path: str) -> Any:
+    value: Any = obj
+    for part in path.split("."):
+        value = value.get(part) if isinstance(value, dict) else None
+    return value
+
+
+def _string_map(value: Any, where: str) -> str | None:
+    if not isinstance(value, dict):
+        return f"{where} must be a map of strings, got {type(value).__name__}"
+    for k, v in value.items():
+        if not isinstance(k, str) or not isinstance(v, str):
+            return f"{where}[{k!r}] must be a string, got {type(v).__name__}"
+    return None
+
+
+def shape_problem(kind: str, obj: Any) -> str | None:
+    """None when `obj` has the structure the schema guarantees; else one sentence naming the field."""
+    if not isinstance(obj, dict):
+        return f"object is a {type(obj).__name__}, not a JSON object"
+    for key in _DICTS:
+        if key in obj and obj[key] is not None and not isinstance(obj[key], dict):
+            return f"{key} must be an object, got {type(obj[key]).__name__}"
+    meta = obj.get("metadata") or {}
+    name = meta.get("name")
+    if not isinstance(name, str) or not name:
+        return "metadata.name must be a non-empty string"
+    if meta.get("namespace") is not None and not isinstance(meta["namespace"], str):
+        return "metadata.namespace must be a string"
+    for field in ("labels", "annotations"):
+        if meta.get(field) is not None:
+            problem = _string_map(meta[field], f"metadata.{field}")
+            if problem:
+                return problem
+    for path, want in _BY_KIND.get(kind, {}).items():
+        value = _at(obj, path)
+        if value is None:
+            continue
+        if not isinstance(value, want):
+            return f"{path} must be {'a list' if want is list else want.__name__}, got {type(value).__name__}"
+        if isinstance(value, list) and not all(isinstance(item, dict) for item in value):
+            return f"{path} must list objects"
+    return None
