@@ -163,10 +163,13 @@ def best_index(
     top, r = top[keep], r[keep]
     if len(top) > 1 and topo is not None:
         masks = free_masks(state, r)
-        worth = np.zeros(len(r))
-        for i, (row, mask) in enumerate(zip(r.tolist(), masks.tolist(), strict=True)):
-            shape = topo.shape(row)
-            worth[i] = shape.free_potential(mask & ((1 << shape.n) - 1)) if shape is not None else 0.0
+        sids = topo.shape_ids(r)
+        worth = np.zeros(len(r))  # nodes without known topology: worth nothing
+        for sid in np.unique(sids[sids >= 0]).tolist():
+            shape = topo.shapes[sid]
+            on = sids == sid
+            m = masks[on] & ((1 << shape.n) - 1)
+            worth[on] = shape.potential[m] if shape.exact else [shape.free_potential(int(x)) for x in m]
         keep = worth <= worth.min() + 1e-9
         top, r = top[keep], r[keep]
     return int(top[int(np.argmin(r))])
