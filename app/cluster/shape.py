@@ -14,9 +14,25 @@ from typing import Any
 
 #: per kind: dotted path -> the JSON type it must have when present (lists: every item a dict)
 _DICTS = ("metadata", "spec", "status")
+_ALL: dict[str, type] = {"metadata.ownerReferences": list}
 _BY_KIND: dict[str, dict[str, type]] = {
-    "Node": {"status.allocatable": dict, "status.capacity": dict},
-    "Pod": {"spec.containers": list, "spec.initContainers": list, "spec.nodeName": str},
+    "Node": {
+        "status.allocatable": dict,
+        "status.capacity": dict,
+        "status.conditions": list,
+        "spec.taints": list,
+        "spec.unschedulable": bool,
+    },
+    "Pod": {
+        "spec.containers": list,
+        "spec.initContainers": list,
+        "spec.nodeName": str,
+        "spec.tolerations": list,
+        "spec.nodeSelector": dict,
+        "status.conditions": list,
+        "status.containerStatuses": list,
+        "status.phase": str,
+    },
 }
 
 
@@ -54,7 +70,7 @@ def shape_problem(kind: str, obj: Any) -> str | None:
             problem = _string_map(meta[field], f"metadata.{field}")
             if problem:
                 return problem
-    for path, want in _BY_KIND.get(kind, {}).items():
+    for path, want in (_ALL | _BY_KIND.get(kind, {})).items():
         value = _at(obj, path)
         if value is None:
             continue
@@ -62,4 +78,8 @@ def shape_problem(kind: str, obj: Any) -> str | None:
             return f"{path} must be {'a list' if want is list else want.__name__}, got {type(value).__name__}"
         if isinstance(value, list) and not all(isinstance(item, dict) for item in value):
             return f"{path} must list objects"
+        if path == "spec.nodeSelector":
+            problem = _string_map(value, path)
+            if problem:
+                return problem
     return None

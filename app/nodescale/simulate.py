@@ -120,10 +120,13 @@ class Sim:
                 reasons[name] = takes_new_pods(node) or "node is being removed"
                 continue
             why = pod_fits_node(pod, node)
+            row = self.adapter.state.index.get(name)
             if why:
                 reasons[name] = why
+            elif row is None:  # the extender could not read it (app/bad_objects.py): never a target
+                reasons[name] = "cannot read node"
             else:
-                rows.append(self.row(name))
+                rows.append(row)
         if not rows:
             return Fit(None, reasons)
         st = self.adapter.state

@@ -18,6 +18,7 @@ from app.cluster.snapshot import SnapshotCluster
 from app.main import create_app
 from app.ops.inventory import cluster_facts
 from app.settings import Settings
+from extender.inventory import ANN_TOPOLOGY
 from tests.extender.conftest import make_node, make_pod
 from tests.webhook.conftest import load_review
 
@@ -124,6 +125,10 @@ async def test_service_starts_with_a_malformed_node_and_answers_for_the_others()
         ("Pod", {"metadata": {"name": "p"}, "spec": {"containers": [1]}}, "spec.containers must list"),
         ("Pod", {"metadata": {"name": "p"}, "spec": {"nodeName": 7}}, "spec.nodeName"),
         ("Pod", {"metadata": {"name": "p", "namespace": 3}}, "metadata.namespace"),
+        ("Node", {"metadata": {"name": "n"}, "spec": {"taints": "NoSchedule"}}, "spec.taints"),
+        ("Node", {"metadata": {"name": "n"}, "status": {"conditions": ["Ready"]}}, "status.conditions"),
+        ("Pod", {"metadata": {"name": "p"}, "spec": {"nodeSelector": {"a": 1}}}, "spec.nodeSelector['a']"),
+        ("Pod", {"metadata": {"name": "p", "ownerReferences": {"kind": "X"}}}, "metadata.ownerReferences"),
     ],
 )
 def test_structurally_impossible_objects_name_the_field(kind: str, obj: Any, field: str) -> None:
@@ -161,3 +166,61 @@ async def test_the_view_refuses_a_malformed_version_and_takes_a_good_one_back() 
     inject(cluster, "Node", copy.deepcopy(good))
     assert cluster.get("Node", "flaky") is not None and seen[-1] == ("ADDED", "flaky")
     assert ("Node", "flaky") not in {(b.kind, b.name) for b in BAD.current()}
+
+
+def _bad_node_variants() -> list[tuple[str, dict[str, Any]]]:
+    out = []
+    for label, change in [
+        ("negative allocatable", lambda n: n["status"]["allocatable"].__setitem__("nvidia.com/gpu", "-2")),
+        (
+            "allocatable not a quantity",
+            lambda n: n["status"]["allocatable"].__setitem__("nvidia.com/gpu", "x"),
+        ),
+        ("topology a JSON list", lambda n: n["metadata"]["annotations"].__setitem__(ANN_TOPOLOGY, "[1,2]")),
+        ("taints a string", lambda n: n["spec"].__setitem__("taints", "NoSchedule")),
+        ("conditions of strings", lambda n: n["status"].__setitem__("conditions", ["Ready"])),
+        (
+            "GPU count label not a number",
+            lambda n: n["metadata"]["labels"].__setitem__("nvidia.com/gpu.count", "x"),
+        ),
+    ]:
+        node = make_node("junk", gpus=8)
+        node.setdefault("spec", {})
+        change(node)
+        out.append((label, node))
+    return out
+
+
+@pytest.mark.parametrize(("label", "node"), _bad_node_variants(), ids=[v[0] for v in _bad_node_variants()])
+async def test_every_loop_and_route_survives_a_bad_node_with_a_pod_on_it(
+    label: str, node: dict[str, Any], caplog: pytest.LogCaptureFixture
+) -> None:
+    """The MIG, sharing, node-autoscaling, cost and waste cycles and every GET route keep working (no error
+    logged, no 5xx) with one bad Node that a pod is bound to (found by probing each loop: node autoscaling
+    raised KeyError on a node the extender could not read, a string `taints` broke template copies)."""
+    cluster = SnapshotCluster()
+    app = create_app(Settings(cluster="demo"), cluster=cluster)
+    async with app.router.lifespan_context(app):
+        inject(cluster, "Node", node)
+        inject(cluster, "Pod", make_pod("on-junk", gpus=1, node="junk"))
+        caplog.clear()
+        for comp in app.state.ctx.components.values():
+            cycle = getattr(comp, "cycle", None)
+            if cycle is not None and getattr(comp, "source", True) is not None:
+                await cycle()
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+            for path in (
+                "/ui",
+                "/ui/data",
+                "/mig/plan",
+                "/sharing/plan",
+                "/nodes/plan",
+                "/readyz",
+                "/metrics",
+            ):
+                assert (await client.get(path)).status_code < 500, path
+            body = {"Pod": make_pod("p", gpus=1), "NodeNames": ["junk", "dgx-h100-0"]}
+            assert (await client.post("/filter", json=body)).status_code == 200
+    errors = [r for r in caplog.records if r.levelname in ("ERROR", "CRITICAL")]
+    assert not errors, [(r.name, r.getMessage(), r.exc_text) for r in errors]
