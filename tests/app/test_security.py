@@ -25,10 +25,10 @@ from app.main import create_app
 from app.metrics import REGISTRY
 from app.settings import Settings
 from certs.generate import generate_ca, write_certs
-from certs.reload import ReloadingSSLContext, uvicorn_ssl_options
+from certs.reload import uvicorn_ssl_options
 from tests.extender.conftest import make_pod
 from tests.webhook.conftest import load_review
-from tests.webhook.test_tls import _peer_serial, serving
+from tests.webhook.test_tls import _peer_serial, reloading_options, serving
 
 
 def client_pair(
@@ -130,12 +130,7 @@ def test_rotation_to_a_mismatched_pair_keeps_the_old_pair_serving(tmp_path: Path
     bundle = write_certs(tmp_path / "a", "gpu-autoscaler", "gpu-system", ips=["127.0.0.1"])
     other = write_certs(tmp_path / "b", "gpu-autoscaler", "gpu-system", ips=["127.0.0.1"])
     app = create_app(Settings(cluster="demo"), components=[])
-    reloader = ReloadingSSLContext(bundle.cert, bundle.key, check_interval=0.0)
-    options = {
-        "ssl_certfile": str(bundle.cert),
-        "ssl_keyfile": str(bundle.key),
-        "ssl_context_factory": lambda _c, _d: reloader.context,
-    }
+    reloader, options = reloading_options(bundle)
     errors = REGISTRY.get_sample_value("gpu_autoscaler_tls_reload_errors_total") or 0.0
     with serving(app, options) as port:
         serial = _peer_serial(port, bundle.ca_cert)

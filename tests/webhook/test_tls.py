@@ -38,6 +38,17 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def reloading_options(bundle: Any) -> tuple[ReloadingSSLContext, dict[str, Any]]:
+    """uvicorn SSL options whose context re-reads the pair on every handshake (check_interval 0)."""
+    reloader = ReloadingSSLContext(bundle.cert, bundle.key, check_interval=0.0)
+    options = {
+        "ssl_certfile": str(bundle.cert),
+        "ssl_keyfile": str(bundle.key),
+        "ssl_context_factory": lambda _c, _d: reloader.context,
+    }
+    return reloader, options
+
+
 @contextmanager
 def serving(app: Any, ssl_options: dict[str, Any]) -> Iterator[int]:
     port = _free_port()
@@ -128,12 +139,7 @@ def test_mutate_over_https_verified_against_the_generated_ca(tmp_path: Path) -> 
 def test_serving_certificate_reloads_without_restart(tmp_path: Path) -> None:
     bundle = write_certs(tmp_path, "gpu-autoscaler", "gpu-system", ips=["127.0.0.1"])
     app = create_app(Settings(cluster="demo"), components=[])
-    reloader = ReloadingSSLContext(bundle.cert, bundle.key, check_interval=0.0)
-    options = {
-        "ssl_certfile": str(bundle.cert),
-        "ssl_keyfile": str(bundle.key),
-        "ssl_context_factory": lambda _c, _d: reloader.context,
-    }
+    reloader, options = reloading_options(bundle)
     with serving(app, options) as port:
         first = _peer_serial(port, bundle.ca_cert)
         assert first == _peer_serial(port, bundle.ca_cert)
