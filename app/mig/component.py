@@ -115,23 +115,15 @@ class MigComponent(NodeConfigController[MigPlan]):
         self._export(nodes)
         self.actor.log_decisions(result.nodes, unmet=result.unmet)
         await self._follow(nodes, result, now)
-        for np in result.nodes:
-            if np.action != "reconfigure" or not np.target:
-                continue
-            if self.apply:
-                # the view may have moved since the plan (a pod bound, the label changed): check again
-                fresh_nodes, _ = await asyncio.to_thread(self.build, now)
-                fresh = next((n for n in fresh_nodes if n.name == np.node), None)
-                blocker = change_blocker(fresh, np.target, self.configs()) if fresh else "node gone"
-                if fresh is not None and fresh.config != (np.current or ""):
-                    blocker = f"label changed to {fresh.config or '(none)'} meanwhile"
-                if blocker:
-                    log.info(
-                        "mig change skipped", extra={"node": np.node, "target": np.target, "why": blocker}
-                    )
-                    continue
-            await self.actor.request(self.ctx, np.node, np.current or "", np.target, np.reason, now)
+        await self.request_changes(result.nodes, now, self._blocker)
         return result
+
+    def _blocker(self, fresh: MigNode | None, np: Any) -> str | None:
+        if fresh is None:
+            return "node gone"
+        if fresh.config != (np.current or ""):
+            return f"label changed to {fresh.config or '(none)'} meanwhile"
+        return change_blocker(fresh, np.target, self.configs())
 
     async def _follow(self, nodes: list[MigNode], result: MigPlan, now: float) -> None:
         """Report once each outcome of our requests, and nodes stuck in pending without one of ours."""

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any, Generic, Protocol, TypeVar
 
 from fastapi import APIRouter
@@ -85,6 +85,31 @@ class NodeConfigController(Generic[P]):
 
     async def cycle(self) -> P:
         raise NotImplementedError
+
+    def build(self, now: float) -> tuple[list[Any], P]:
+        """The controller's inputs from the cluster view and the plan over them (no writes)."""
+        raise NotImplementedError
+
+    async def request_changes(
+        self, node_plans: Iterable[Any], now: float, blocker: Callable[[Any, Any], str | None]
+    ) -> None:
+        """Ask for every planned reconfiguration. Acting, the inputs are rebuilt first: the view may have
+        moved since the plan (a pod bound, the label changed), and `blocker(fresh node or None, node plan)`
+        says why the change must wait (logged, skipped this cycle). Dry-run, the actor only records it."""
+        for np in node_plans:
+            if np.action != "reconfigure" or not np.target:
+                continue
+            if self.apply:
+                fresh_nodes, _ = await asyncio.to_thread(self.build, now)
+                fresh = next((n for n in fresh_nodes if n.name == np.node), None)
+                why = blocker(fresh, np)
+                if why:
+                    log.info(
+                        f"{self.name} change skipped",
+                        extra={"node": np.node, "target": np.target, "why": why},
+                    )
+                    continue
+            await self.actor.request(self.ctx, np.node, np.current or "", np.target, np.reason, now)
 
     def cycle_threadsafe(self, timeout_s: float = 30.0) -> P:
         """Run one cycle on the server's event loop from another thread (the demo drives cycles so)."""

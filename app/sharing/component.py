@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from typing import Any
 
 from prometheus_client import Counter, Gauge
 
@@ -98,16 +99,12 @@ class SharingComponent(NodeConfigController[SharingPlan]):
                 "failed": f"{req.config} failed",
             }[np.request]
             await self.actor.report(self.ctx, node.name, req, np.request, text)
-        for np in result.nodes:
-            if np.action != "reconfigure" or not np.target:
-                continue
-            if self.apply:
-                fresh_nodes, _ = await asyncio.to_thread(self.build, now)
-                fresh = next((n for n in fresh_nodes if n.name == np.node), None)
-                if fresh is None or fresh.pods or fresh.config != (np.current or ""):
-                    log.info(
-                        "sharing change skipped", extra={"node": np.node, "why": "the node changed meanwhile"}
-                    )
-                    continue
-            await self.actor.request(self.ctx, np.node, np.current or "", np.target, np.reason, now)
+        await self.request_changes(result.nodes, now, _changed_meanwhile)
         return result
+
+
+def _changed_meanwhile(fresh: ShareNode | None, np: Any) -> str | None:
+    """A node must still be empty and on the config the plan saw."""
+    if fresh is None or fresh.pods or fresh.config != (np.current or ""):
+        return "the node changed meanwhile"
+    return None
