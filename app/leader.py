@@ -22,7 +22,6 @@ against the snapshot view without an apiserver, with an injected clock.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import random
 import socket
@@ -37,6 +36,7 @@ from prometheus_client import Gauge
 
 from app.cluster.base import ApiError, ClusterView, Conflict, Obj
 from app.metrics import REGISTRY
+from app.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -334,10 +334,7 @@ class LeaseElector:
         """Stop campaigning; when holding the Lease and `release`, hand it back so a standby takes over at
         its next poll instead of waiting for the lease to run out."""
         task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait(task)
         if release and self.is_leader:
             await self._release()
         self._renewed_at = None

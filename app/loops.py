@@ -13,6 +13,8 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 
+from app.tasks import cancel_and_wait
+
 log = logging.getLogger(__name__)
 
 #: called after each cycle with (seconds it took, whether it succeeded)
@@ -66,11 +68,7 @@ class PeriodicLoop:
     async def stop(self) -> None:
         """Cancel the loop and wait for it; a cycle in progress is cancelled."""
         task, self._task = self._task, None
-        if task is None:
-            return
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        await cancel_and_wait(task)
 
     def trigger(self) -> None:
         """Run a cycle now (or right after the one in progress). Call from the event loop thread."""

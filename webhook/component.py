@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 import time
@@ -20,6 +19,7 @@ from app.context import AppContext
 from app.gpu.mig import offered_profiles
 from app.metrics import REGISTRY
 from app.settings import Settings
+from app.tasks import cancel_and_wait
 from webhook.decide import Outcome, Params, decide, fail_open, history_key
 from webhook.history import HistoryResult, HistorySource, PrometheusHistory, UsageHistory
 from webhook.models import ReviewError, parse_review
@@ -92,10 +92,7 @@ class WebhookComponent:
         log.info("webhook started", extra={"history": self.history.label, **vars(self.params)})
 
     async def stop(self) -> None:
-        if self._refresher is not None:
-            self._refresher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._refresher
+        await cancel_and_wait(self._refresher)
         await self.history.close()
 
     def describe(self) -> dict[str, Any]:

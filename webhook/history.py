@@ -12,7 +12,6 @@ production, a recorded one in tests and the demo.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import math
 import re
@@ -27,6 +26,7 @@ from prometheus_client import Counter, Gauge
 from app.gpu.mig import mig_compute_fraction
 from app.metrics import REGISTRY
 from app.prometheus import query_vector
+from app.tasks import cancel_and_wait
 from webhook.mig import Usage
 
 log = logging.getLogger(__name__)
@@ -462,15 +462,11 @@ class UsageHistory:
             self.refresh_due()
 
     async def close(self) -> None:
-        if self._prober is not None:
-            self._prober.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._prober
+        await cancel_and_wait(self._prober, suppress=(Exception,))
         for task in list(self._inflight.values()):
             task.cancel()
         for task in list(self._inflight.values()):
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+            await cancel_and_wait(task, suppress=(Exception,))
         self._inflight.clear()
         aclose = getattr(self.source, "aclose", None)
         if aclose is not None:
