@@ -68,8 +68,8 @@ def install(app: FastAPI) -> None:
                     responses = op.get("responses", {})
                     if responses.pop("422", None) is not None:
                         responses.setdefault("400", _bad_parameter())
-            for name in [n for n in schemas if n in ("HTTPValidationError", "ValidationError")]:
-                del schemas[name]
+            for name in ("HTTPValidationError", "ValidationError"):
+                schemas.pop(name, None)
             app.openapi_schema = doc
         return app.openapi_schema
 

@@ -16,6 +16,7 @@ from app.autoscaler.queueing import PerfParams
 from app.autoscaler.saturation import Replica, ReplicaMetrics, Variant
 from app.bad_objects import BAD
 from app.cluster.selectors import expression_matches
+from app.cluster.shape import field_problem
 
 log = logging.getLogger(__name__)
 
@@ -148,25 +149,6 @@ def _int(raw: Any, default: int | None) -> int | None:
         return default
 
 
-def _shape_problem(obj: Any, fields: Mapping[str, tuple[str, ...]]) -> str | None:
-    """The first field of `obj` that is not the documented shape: `fields` maps a dotted object path to the
-    JSON types allowed there ("dict", "str", "int", "list"); absent fields are fine."""
-    if not isinstance(obj, dict):
-        return "object is not a JSON object"
-    py = {"dict": dict, "str": str, "int": int, "list": list}
-    for path, kinds in fields.items():
-        value: Any = obj
-        for part in path.split("."):
-            value = value.get(part) if isinstance(value, dict) else None
-        if value is None:
-            continue
-        if isinstance(value, bool) or not isinstance(value, tuple(py[k] for k in kinds)):
-            return f"{path} must be {' or '.join(kinds)}, got {type(value).__name__}"
-        if "int" in kinds and isinstance(value, int) and value < 0:
-            return f"{path} must be >= 0, got {value}"
-    return None
-
-
 _POD_SHAPE = {
     "metadata": ("dict",),
     "metadata.labels": ("dict",),
@@ -198,7 +180,7 @@ def readable(kind: str, objs: Iterable[Obj], shape: Mapping[str, tuple[str, ...]
     one malformed object never costs the other variants their cycle."""
     out = []
     for obj in objs:
-        problem = _shape_problem(obj, shape)
+        problem = field_problem(obj, shape)
         if problem is None and kind == "VariantAutoscaling":
             spec = obj.get("spec") or {}
             lo, hi = spec.get("minReplicas"), spec.get("maxReplicas")

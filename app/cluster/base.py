@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from app.bad_objects import BAD
+from app.bad_objects import BAD, object_name
 from app.cluster.kinds import WATCHED
 from app.cluster.shape import shape_problem
 
@@ -170,22 +170,18 @@ class ClusterView(abc.ABC):
         if event.kind not in self._objects:
             return
         key = object_key(event.obj)
-        if event.type != "DELETED":
-            problem = shape_problem(event.kind, event.obj)
-            if problem is not None:  # structurally impossible: absent for every reader (its old version too)
-                BAD.report(event.kind, event.obj, "malformed", problem, source="view")
-                self._refused.add((event.kind, key))
-                with self._lock:
-                    prev = self._objects[event.kind].get(key)
-                if prev is None:
-                    return
-                event = ClusterEvent("DELETED", event.kind, prev)
-            elif (event.kind, key) in self._refused:
-                self._refused.discard((event.kind, key))
-                BAD.clear(event.kind, f"{key[0]}/{key[1]}" if key[0] else key[1])
-        elif (event.kind, key) in self._refused:
+        problem = shape_problem(event.kind, event.obj) if event.type != "DELETED" else None
+        if problem is not None:  # structurally impossible: absent for every reader (its old version too)
+            BAD.report(event.kind, event.obj, "malformed", problem, source="view")
+            self._refused.add((event.kind, key))
+            with self._lock:
+                prev = self._objects[event.kind].get(key)
+            if prev is None:
+                return
+            event = ClusterEvent("DELETED", event.kind, prev)
+        elif (event.kind, key) in self._refused:  # deleted, or a good version now
             self._refused.discard((event.kind, key))
-            BAD.clear(event.kind, f"{key[0]}/{key[1]}" if key[0] else key[1])
+            BAD.clear(event.kind, object_name(event.obj))
         with self._lock:
             if event.type == "DELETED":
                 self._objects[event.kind].pop(key, None)

@@ -10,30 +10,32 @@ value: it reports them the same way and treats that object as unknown.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
-#: per kind: dotted path -> the JSON type it must have when present (lists: every item a dict)
+#: per kind: dotted path -> the JSON types allowed there when present (lists: every item an object)
 _DICTS = ("metadata", "spec", "status")
-_ALL: dict[str, type] = {"metadata.ownerReferences": list}
-_BY_KIND: dict[str, dict[str, type]] = {
+_ALL: dict[str, tuple[str, ...]] = {"metadata.ownerReferences": ("list",)}
+_BY_KIND: dict[str, dict[str, tuple[str, ...]]] = {
     "Node": {
-        "status.allocatable": dict,
-        "status.capacity": dict,
-        "status.conditions": list,
-        "spec.taints": list,
-        "spec.unschedulable": bool,
+        "status.allocatable": ("dict",),
+        "status.capacity": ("dict",),
+        "status.conditions": ("list",),
+        "spec.taints": ("list",),
+        "spec.unschedulable": ("bool",),
     },
     "Pod": {
-        "spec.containers": list,
-        "spec.initContainers": list,
-        "spec.nodeName": str,
-        "spec.tolerations": list,
-        "spec.nodeSelector": dict,
-        "status.conditions": list,
-        "status.containerStatuses": list,
-        "status.phase": str,
+        "spec.containers": ("list",),
+        "spec.initContainers": ("list",),
+        "spec.nodeName": ("str",),
+        "spec.tolerations": ("list",),
+        "spec.nodeSelector": ("dict",),
+        "status.conditions": ("list",),
+        "status.containerStatuses": ("list",),
+        "status.phase": ("str",),
     },
 }
+_TYPES: dict[str, type] = {"dict": dict, "str": str, "int": int, "list": list}
 
 
 def _at(obj: dict[str, Any], path: str) -> Any:
@@ -41,6 +43,27 @@ def _at(obj: dict[str, Any], path: str) -> Any:
     for part in path.split("."):
         value = value.get(part) if isinstance(value, dict) else None
     return value
+
+
+def field_problem(obj: Any, fields: Mapping[str, tuple[str, ...]]) -> str | None:
+    """The first field of `obj` that is not the documented shape: `fields` maps a dotted object path to the
+    JSON types allowed there ("dict", "str", "int", "list", "bool"); absent fields are fine, an "int" must be
+    >= 0, and a boolean is never taken for an int."""
+    if not isinstance(obj, dict):
+        return "object is not a JSON object"
+    for path, kinds in fields.items():
+        value = _at(obj, path)
+        if value is None:
+            continue
+        if isinstance(value, bool):
+            ok = "bool" in kinds
+        else:
+            ok = isinstance(value, tuple(_TYPES[k] for k in kinds if k != "bool"))
+        if not ok:
+            return f"{path} must be {' or '.join(kinds)}, got {type(value).__name__}"
+        if "int" in kinds and isinstance(value, int) and value < 0:
+            return f"{path} must be >= 0, got {value}"
+    return None
 
 
 def _string_map(value: Any, where: str) -> str | None:
@@ -70,15 +93,15 @@ def shape_problem(kind: str, obj: Any) -> str | None:
             problem = _string_map(meta[field], f"metadata.{field}")
             if problem:
                 return problem
-    for path, want in (_ALL | _BY_KIND.get(kind, {})).items():
+    fields = _ALL | _BY_KIND.get(kind, {})
+    problem = field_problem(obj, fields)
+    if problem:
+        return problem
+    for path, kinds in fields.items():
         value = _at(obj, path)
-        if value is None:
-            continue
-        if not isinstance(value, want):
-            return f"{path} must be {'a list' if want is list else want.__name__}, got {type(value).__name__}"
-        if isinstance(value, list) and not all(isinstance(item, dict) for item in value):
+        if "list" in kinds and isinstance(value, list) and not all(isinstance(item, dict) for item in value):
             return f"{path} must list objects"
-        if path == "spec.nodeSelector":
+        if path == "spec.nodeSelector" and value is not None:
             problem = _string_map(value, path)
             if problem:
                 return problem
